@@ -1,0 +1,203 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validYAML = `
+district: north
+data_dir: /var/lib/vigil
+retention: 7d
+cameras:
+  - id: gate
+    url: rtsp://user:secret@10.0.0.5:554/stream1
+    detect_url: rtsp://user:secret@10.0.0.5:554/stream2
+  - id: lobby
+    url: rtsp://10.0.0.6/live
+    mode: continuous
+    transport: tcp
+    pre_roll: 3s
+    post_roll: 20s
+    max_length: 2m
+    retention: 2d
+storage:
+  fs:
+    path: /srv/footage
+`
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse([]byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.District != "north" || len(cfg.Cameras) != 2 {
+		t.Fatalf("got %+v", cfg)
+	}
+	gate, lobby := cfg.Cameras[0], cfg.Cameras[1]
+	checks := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"retention", cfg.Retention.Std(), 7 * 24 * time.Hour},
+		{"gate mode default", gate.Mode, ModeMotion},
+		{"gate transport default", gate.Transport, TransportAuto},
+		{"gate pre_roll default", gate.PreRoll.Std(), DefaultPreRoll},
+		{"gate post_roll default", gate.PostRoll.Std(), DefaultPostRoll},
+		{"gate max_length default", gate.MaxLength.Std(), DefaultMaxLength},
+		{"gate retention inherits", gate.Retention.Std(), 7 * 24 * time.Hour},
+		{"lobby mode", lobby.Mode, ModeContinuous},
+		{"lobby transport", lobby.Transport, TransportTCP},
+		{"lobby pre_roll", lobby.PreRoll.Std(), 3 * time.Second},
+		{"lobby post_roll", lobby.PostRoll.Std(), 20 * time.Second},
+		{"lobby max_length", lobby.MaxLength.Std(), 2 * time.Minute},
+		{"lobby retention", lobby.Retention.Std(), 48 * time.Hour},
+		{"fs path", cfg.Storage.FS.Path, "/srv/footage"},
+		{"threshold default", gate.Motion.Threshold, 25},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestParseRetentionDefault(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(validYAML, "retention: 7d\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Retention.Std() != MaxRetention {
+		t.Fatalf("retention default = %s, want 7d", cfg.Retention)
+	}
+}
+
+// Each bad configuration must fail with one line that names the problem and
+// never echoes a camera password.
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"unknown top key", func(s string) string { return s + "colour: red\n" }, "field colour not found"},
+		{"unknown camera key", func(s string) string {
+			return strings.Replace(s, "    mode: continuous", "    mode: continuous\n    zoom: 3", 1)
+		}, "field zoom not found"},
+		{"retention 8d", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 8d", 1) }, "above the legal maximum of 7d"},
+		{"retention 169h", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 169h", 1) }, "above the legal maximum"},
+		{"retention 7d1s", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 7d1s", 1) }, "above the legal maximum"},
+		{"camera retention 8d", func(s string) string { return strings.Replace(s, "retention: 2d", "retention: 8d", 1) }, "above the legal maximum"},
+		{"retention bare number", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 7", 1) }, "duration must be a string"},
+		{"retention negative", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: -1h", 1) }, "must be positive"},
+		{"retention garbage", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: forever", 1) }, "invalid duration"},
+		{"duplicate camera", func(s string) string { return strings.Replace(s, "id: lobby", "id: gate", 1) }, `duplicate camera id "gate"`},
+		{"bad url scheme", func(s string) string {
+			return strings.Replace(s, "rtsp://10.0.0.6/live", "http://10.0.0.6/live", 1)
+		}, "scheme must be rtsp or rtsps"},
+		{"url without host", func(s string) string {
+			return strings.Replace(s, "rtsp://10.0.0.6/live", "rtsp:///live", 1)
+		}, "missing host"},
+		{"url bad port", func(s string) string {
+			return strings.Replace(s, "rtsp://user:secret@10.0.0.5:554/stream1", "rtsp://user:secret@10.0.0.5:99999/stream1", 1)
+		}, "bad port"},
+		{"url unparsable", func(s string) string {
+			return strings.Replace(s, "rtsp://user:secret@10.0.0.5:554/stream1", "\"rtsp://user:secret@[::1/x\"", 1)
+		}, "not a valid URL"},
+		{"bad detect url", func(s string) string {
+			return strings.Replace(s, "rtsp://user:secret@10.0.0.5:554/stream2", "ftp://user:secret@x/", 1)
+		}, "detect_url"},
+		{"bad mode", func(s string) string { return strings.Replace(s, "mode: continuous", "mode: always", 1) }, "not one of motion, continuous"},
+		{"bad transport", func(s string) string { return strings.Replace(s, "transport: tcp", "transport: sctp", 1) }, "not one of auto, tcp, udp"},
+		{"bad camera id", func(s string) string { return strings.Replace(s, "id: lobby", "id: ../etc", 1) }, "camera id"},
+		{"bad district", func(s string) string { return strings.Replace(s, "district: north", "district: North/East", 1) }, "district id"},
+		{"no district", func(s string) string { return strings.Replace(s, "district: north\n", "", 1) }, "district: required"},
+		{"no data dir", func(s string) string { return strings.Replace(s, "data_dir: /var/lib/vigil\n", "", 1) }, "data_dir: required"},
+		{"no storage", func(s string) string { return s[:strings.Index(s, "storage:")] }, "storage: set fs or s3"},
+		{"both storages", func(s string) string { return s + "  s3:\n    endpoint: x:9000\n" }, "not both"},
+		{"huge max_length", func(s string) string { return strings.Replace(s, "max_length: 2m", "max_length: 1h", 1) }, "max_length"},
+		{"camera retention longer", func(s string) string {
+			s = strings.Replace(s, "retention: 7d", "retention: 1d", 1)
+			return s
+		}, "longer than the district retention"},
+		{"not a map", func(string) string { return "- just\n- a list\n" }, "cannot unmarshal"},
+		{"two documents", func(s string) string { return s + "---\ndistrict: south\n" }, "more than one YAML document"},
+		{"empty", func(string) string { return "" }, "empty configuration"},
+		{"no cameras", func(s string) string {
+			return "district: north\ndata_dir: /x\nstorage:\n  fs:\n    path: /y\n"
+		}, "at least one camera"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.edit(validYAML)))
+			if err == nil {
+				t.Fatalf("accepted; want error containing %q", c.want)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.want) {
+				t.Fatalf("error %q does not contain %q", msg, c.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Fatalf("error is not one line: %q", msg)
+			}
+			if strings.Contains(msg, "secret") {
+				t.Fatalf("error leaks the camera password: %q", msg)
+			}
+		})
+	}
+}
+
+func TestLoadNamesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte("district: north\nretention: 8d\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("error %v does not name the file", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestDuration(t *testing.T) {
+	good := map[string]time.Duration{
+		"7d": 7 * 24 * time.Hour, "1d12h": 36 * time.Hour, "90s": 90 * time.Second,
+		"3m": 3 * time.Minute, "0d": 0, "1h30m": 90 * time.Minute,
+	}
+	for in, want := range good {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "7", "xd", "1d-1h", "7dd", "1.5d", "99999999d"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+	if s := Duration(7 * 24 * time.Hour).String(); s != "7d" {
+		t.Errorf("String = %q", s)
+	}
+	if s := Duration(36 * time.Hour).String(); s != "1d12h0m0s" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func TestCameraByID(t *testing.T) {
+	cfg, err := Parse([]byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := cfg.CameraByID("lobby"); !ok || c.Mode != ModeContinuous {
+		t.Fatal("lobby not found")
+	}
+	if _, ok := cfg.CameraByID("nope"); ok {
+		t.Fatal("found a camera that does not exist")
+	}
+}
