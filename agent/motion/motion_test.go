@@ -1,0 +1,149 @@
+package motion
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-cctv/vigil/agent/camerasim"
+	"github.com/vigil-cctv/vigil/agent/media"
+)
+
+// feedClip plays a clip into a detector as fast as it takes it, stamping
+// each unit as if it arrived at epoch + DTS, and returns the motion times
+// as clip offsets.
+func feedClip(t *testing.T, clip *camerasim.Clip, loops int) []time.Duration {
+	t.Helper()
+	var mu sync.Mutex
+	var hits []time.Duration
+	epoch := time.Now()
+	det, err := NewPixel(PixelConfig{
+		Name: clip.Name, Threshold: 25, MinArea: 0.005,
+		OnMotion: func(at time.Time, _ float64) {
+			mu.Lock()
+			hits = append(hits, at.Sub(epoch))
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := media.NewParams(media.Codec(clip.Codec), clip.VPS, clip.SPS, clip.PPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fed := 0
+	for loop := range loops {
+		base := time.Duration(loop) * clip.Duration
+		for _, u := range clip.AccessUnits {
+			nalus := u.NALUs
+			if u.Key {
+				nalus = append(params.ParamNALUs(), nalus...)
+			}
+			au := &media.AccessUnit{NALUs: nalus, Keyframe: u.Key, Params: params, Received: epoch.Add(base + u.DTS)}
+			// Feed never blocks: pace it so the queue does not overflow.
+			for det.proc != nil && len(det.proc.queue) > queueDepth/2 {
+				time.Sleep(time.Millisecond)
+			}
+			det.Feed(au)
+			fed++
+		}
+	}
+	// Wait for ffmpeg to return every frame (it holds a few back).
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		det.mu.Lock()
+		p := det.proc
+		det.mu.Unlock()
+		if p != nil && len(p.queue) == 0 {
+			p.mu.Lock()
+			left := len(p.times)
+			p.mu.Unlock()
+			if left <= 8 {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := det.Healthy(); err != nil {
+		t.Fatalf("detector unhealthy: %v", err)
+	}
+	det.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]time.Duration(nil), hits...)
+}
+
+func TestPixelDetectorOnClips(t *testing.T) {
+	clips, err := camerasim.EmbeddedClips()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clip := range clips {
+		t.Run(clip.Name, func(t *testing.T) {
+			t.Parallel()
+			hits := feedClip(t, clip, 1)
+			// Every event is seen, within a second of its start.
+			for _, ev := range clip.Events {
+				seen := false
+				for _, h := range hits {
+					if h >= ev.Start && h <= ev.Start+time.Second {
+						seen = true
+						break
+					}
+				}
+				if !seen {
+					t.Errorf("event %v-%v not detected within 1s of its start (hits: %d)", ev.Start, ev.End, len(hits))
+				}
+			}
+			// Nothing is seen away from events (noise, grain, compression).
+			for _, h := range hits {
+				inside := false
+				for _, ev := range clip.Events {
+					if h >= ev.Start-200*time.Millisecond && h <= ev.End+500*time.Millisecond {
+						inside = true
+					}
+				}
+				if !inside {
+					t.Errorf("motion at %v outside every event %v", h, clip.Events)
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestPixelDetectorMissingFFmpeg(t *testing.T) {
+	det, err := NewPixel(PixelConfig{Name: "x", Threshold: 25, MinArea: 0.01, OnMotion: func(time.Time, float64) {}, FFmpeg: "/nonexistent/ffmpeg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	clips, err := camerasim.EmbeddedClips()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := clips[0]
+	params, err := media.NewParams(media.Codec(c.Codec), c.VPS, c.SPS, c.PPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	det.Feed(&media.AccessUnit{NALUs: c.AccessUnits[0].NALUs, Keyframe: true, Params: params, Received: time.Now()})
+	if err := det.Healthy(); err == nil {
+		t.Fatal("detector reports healthy without ffmpeg")
+	}
+}
+
+func TestPixelDetectorRejectsBadSettings(t *testing.T) {
+	for _, cfg := range []PixelConfig{
+		{Threshold: 0, MinArea: 0.01, OnMotion: func(time.Time, float64) {}},
+		{Threshold: 300, MinArea: 0.01, OnMotion: func(time.Time, float64) {}},
+		{Threshold: 25, MinArea: 0, OnMotion: func(time.Time, float64) {}},
+		{Threshold: 25, MinArea: 1.5, OnMotion: func(time.Time, float64) {}},
+		{Threshold: 25, MinArea: 0.01},
+	} {
+		if _, err := NewPixel(cfg); err == nil {
+			t.Errorf("accepted %+v", cfg)
+		}
+	}
+}
