@@ -1,0 +1,241 @@
+// Package agent is the district server: it records the district's cameras
+// on motion into object storage and indexes every segment. It works alone:
+// cameras, detectors, segmenters, the upload of finished segments and the
+// reconciliation of index and store all live here.
+//
+// Write order is the crash-safety argument: a segment is written and
+// fsynced in the spool, then stored as an object, then indexed, and only
+// then removed from the spool. A crash at any point leaves either a spool
+// file (recovered and uploaded at the next start) or an object without an
+// index entry (indexed by reconciliation at the next start).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/fs"
+	"github.com/vigil-cctv/vigil/storage/index"
+	"github.com/vigil-cctv/vigil/storage/s3"
+)
+
+// Options are the parts of an agent that are not in its configuration file.
+type Options struct {
+	Logger *slog.Logger
+	// FFmpeg is the ffmpeg binary used by the pixel motion detector.
+	FFmpeg string
+	// StallTimeout overrides how long a camera may send nothing before it
+	// is declared down (default 10s).
+	StallTimeout time.Duration
+	// OnStored is called after each segment is stored and indexed.
+	OnStored func(storage.Segment)
+	// Store replaces the store named in the configuration (tests).
+	Store storage.ObjectStore
+}
+
+// Agent records one district.
+type Agent struct {
+	cfg      *config.Config
+	opts     Options
+	log      *slog.Logger
+	store    storage.ObjectStore
+	index    *index.Index
+	spoolDir string
+	uploads  *uploader
+	cameras  []*camera
+	started  time.Time
+
+	mu     sync.Mutex
+	alarms map[string]Alarm
+}
+
+// Alarm is a condition an operator must act on.
+type Alarm struct {
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	Since   time.Time `json:"since"`
+}
+
+// Alarm codes.
+const (
+	AlarmStoreFailing   = "store_failing"
+	AlarmMissingObjects = "missing_objects"
+	AlarmUnplayable     = "unplayable_objects"
+	AlarmSpoolRecovery  = "spool_recovery_failed"
+	AlarmReconcile      = "reconcile_failed"
+)
+
+// New opens the agent's store, index and spool. Nothing is recorded until
+// Run.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &Agent{
+		cfg: cfg, opts: opts,
+		log:      opts.Logger.With("component", "agent", "district", cfg.District),
+		spoolDir: filepath.Join(cfg.DataDir, "spool"),
+		alarms:   make(map[string]Alarm),
+	}
+	if err := os.MkdirAll(a.spoolDir, 0o750); err != nil {
+		return nil, fmt.Errorf("agent: data dir: %w", err)
+	}
+	ix, err := index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.index = ix
+	a.store = opts.Store
+	if a.store == nil {
+		if a.store, err = openStore(context.Background(), cfg.Storage); err != nil {
+			ix.Close()
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	a.uploads = newUploader(a)
+	for i := range cfg.Cameras {
+		cam, err := newCamera(a, &cfg.Cameras[i])
+		if err != nil {
+			a.closeStorage()
+			return nil, err
+		}
+		a.cameras = append(a.cameras, cam)
+	}
+	return a, nil
+}
+
+func openStore(ctx context.Context, sc config.Storage) (storage.ObjectStore, error) {
+	if sc.FS != nil {
+		return fs.Open(sc.FS.Path)
+	}
+	return s3.Open(ctx, s3.Config{
+		Endpoint: sc.S3.Endpoint, Bucket: sc.S3.Bucket,
+		AccessKey: sc.S3.AccessKey, SecretKey: sc.S3.SecretKey,
+		TLS: sc.S3.TLS, Region: sc.S3.Region,
+	})
+}
+
+// Index gives read access to the segment index.
+func (a *Agent) Index() *index.Index { return a.index }
+
+// Store is the object store footage is kept in.
+func (a *Agent) Store() storage.ObjectStore { return a.store }
+
+// Run records until ctx ends, then closes open segments, finishes pending
+// uploads (bounded by a grace period) and closes the index.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
+	defer a.closeStorage()
+
+	listener, err := a.serveLocalAPI()
+	if err != nil {
+		return err
+	}
+	defer listener.Close()
+
+	upCtx, stopUploads := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.uploads.run(upCtx) }()
+
+	a.recoverSpool()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.reconcileWhenReady(ctx)
+	}()
+
+	var camWG sync.WaitGroup
+	for _, cam := range a.cameras {
+		camWG.Add(1)
+		go func() { defer camWG.Done(); cam.run(ctx) }()
+	}
+	a.log.Info("agent started", "cameras", len(a.cameras), "retention", a.cfg.Retention.String(), "data_dir", a.cfg.DataDir)
+	<-ctx.Done()
+	camWG.Wait() // every open segment is closed and queued
+
+	// Give queued uploads a moment; what remains stays in the spool and is
+	// uploaded at the next start.
+	drained := a.uploads.drain(15 * time.Second)
+	stopUploads()
+	wg.Wait()
+	if !drained {
+		a.log.Warn("agent stopped with segments still in the spool; they are uploaded at the next start")
+	}
+	a.log.Info("agent stopped")
+	return nil
+}
+
+func (a *Agent) closeStorage() {
+	if err := a.index.Close(); err != nil {
+		a.log.Error("close index", "error", err)
+	}
+	if a.opts.Store == nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Error("close store", "error", err)
+		}
+	}
+}
+
+func (a *Agent) raise(code, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	al, ok := a.alarms[code]
+	if !ok {
+		al.Since = time.Now().UTC()
+		a.log.Error("alarm raised", "code", code, "message", msg)
+	}
+	al.Code, al.Message = code, msg
+	a.alarms[code] = al
+}
+
+func (a *Agent) clear(code string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.alarms[code]; ok {
+		delete(a.alarms, code)
+		a.log.Info("alarm cleared", "code", code)
+	}
+}
+
+// Status is the agent's state as operators and central see it.
+type Status struct {
+	District string         `json:"district"`
+	Started  time.Time      `json:"started"`
+	Cameras  []CameraStatus `json:"cameras"`
+	// Spooled counts finished segments waiting to be stored.
+	Spooled int     `json:"spooled"`
+	Alarms  []Alarm `json:"alarms"`
+}
+
+// Status returns a snapshot.
+func (a *Agent) Status() Status {
+	st := Status{District: a.cfg.District, Started: a.started, Spooled: a.uploads.pending(), Alarms: []Alarm{}}
+	for _, c := range a.cameras {
+		st.Cameras = append(st.Cameras, c.status())
+	}
+	a.mu.Lock()
+	for _, al := range a.alarms {
+		st.Alarms = append(st.Alarms, al)
+	}
+	a.mu.Unlock()
+	return st
+}
+
+// retentionOf returns the retention of a camera, or the district's.
+func (a *Agent) retentionOf(camera string) time.Duration {
+	if c, ok := a.cfg.CameraByID(camera); ok {
+		return c.Retention.Std()
+	}
+	return a.cfg.Retention.Std()
+}
+
+var errStopped = errors.New("agent stopped")

@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/storage"
+	storefs "github.com/vigil-cctv/vigil/storage/fs"
+	"github.com/vigil-cctv/vigil/storage/index"
+)
+
+// childConfigEnv makes the test binary run an agent instead of the tests, so
+// a test can kill -9 a real agent process.
+const childConfigEnv = "VIGIL_TEST_AGENT_CONFIG"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childConfigEnv); path != "" {
+		os.Exit(runChildAgent(path))
+	}
+	os.Exit(m.Run())
+}
+
+func runChildAgent(path string) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	a, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func writeYAML(t *testing.T, cfg *config.Config) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "district: %s\ndata_dir: %s\ncameras:\n", cfg.District, cfg.DataDir)
+	for _, c := range cfg.Cameras {
+		fmt.Fprintf(&b, "  - id: %s\n    url: %s\n    mode: %s\n    transport: %s\n    max_length: %s\n",
+			c.ID, c.URL, c.Mode, c.Transport, c.MaxLength)
+	}
+	fmt.Fprintf(&b, "storage:\n  fs:\n    path: %s\n", cfg.Storage.FS.Path)
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func startChild(t *testing.T, configPath string, logs *syncBuffer) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childConfigEnv+"="+configPath)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// countObjects counts segment objects in the fs store.
+func countObjects(root string) int {
+	n := 0
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".mp4") && !strings.Contains(path, "/.") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// TestKill9WhileRecording kills the agent process with SIGKILL twice while
+// it writes, restarts it, and checks afterwards that index and store agree
+// and that nothing empty or unplayable is indexed.
+func TestKill9WhileRecording(t *testing.T) {
+	t.Parallel()
+	clips := clipsNamed(t, "walk", "walk-bframes")
+	sim := startSim(t, "127.0.0.1:0", clips...)
+	cfg := testConfig(t,
+		config.Camera{ID: "a", URL: sim.URL(1), Mode: config.ModeContinuous, Transport: config.TransportTCP, MaxLength: config.Duration(3 * time.Second)},
+		config.Camera{ID: "b", URL: sim.URL(2), Mode: config.ModeContinuous, Transport: config.TransportTCP, MaxLength: config.Duration(3 * time.Second)},
+	)
+	path := writeYAML(t, cfg)
+	logs := &syncBuffer{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent logs:\n%s", logs.String())
+		}
+	}()
+
+	for round, kill := range []time.Duration{1500 * time.Millisecond, 2200 * time.Millisecond} {
+		before := countObjects(cfg.Storage.FS.Path)
+		child := startChild(t, path, logs)
+		waitFor(t, 30*time.Second, "segments stored", func() bool { return countObjects(cfg.Storage.FS.Path) >= before+3 })
+		time.Sleep(kill) // mid-segment: fragments are on disk, the segment is not finished
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		child.Wait()
+		parts, _ := filepath.Glob(filepath.Join(cfg.DataDir, "spool", "*", "*.part"))
+		t.Logf("round %d: killed with %d objects stored and %d segments being written", round, countObjects(cfg.Storage.FS.Path), len(parts))
+	}
+	// Last run: it recovers the spool, reconciles, records a little, stops.
+	child := startChild(t, path, logs)
+	time.Sleep(5 * time.Second)
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("agent exited with %v", err)
+	}
+
+	ix, err := index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	store, err := storefs.Open(cfg.Storage.FS.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexed := map[string]storage.Segment{}
+	ix.ForEach(func(s storage.Segment) error { indexed[s.Key] = s; return nil })
+	objects := map[string]bool{}
+	store.List(context.Background(), "", func(o storage.ObjectInfo) error { objects[o.Key] = true; return nil })
+	for key := range objects {
+		if _, ok := indexed[key]; !ok {
+			t.Errorf("object %s is not indexed", key)
+		}
+	}
+	recovered := 0
+	for key, seg := range indexed {
+		if !objects[key] {
+			t.Errorf("index entry %s has no object", key)
+			continue
+		}
+		if seg.Missing {
+			t.Errorf("index entry %s marked missing", key)
+		}
+		if seg.Recovered {
+			recovered++
+		}
+		codec := "h264"
+		checkStoredSegment(t, cfg, seg, codec)
+	}
+	if len(indexed) < 8 {
+		t.Errorf("only %d segments indexed", len(indexed))
+	}
+	if recovered == 0 {
+		t.Error("no segment was recovered from the spool after the kills")
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(cfg.DataDir, "spool", "*", "*"))
+	if len(leftovers) != 0 {
+		t.Errorf("spool not empty after a clean stop: %v", leftovers)
+	}
+	t.Logf("%d segments indexed, %d recovered after kill -9", len(indexed), recovered)
+}

@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vigil-cctv/vigil/storage"
+)
+
+// SocketName is the agent's local API socket inside its data dir. The index
+// is locked by the running agent, so local tools (`vigil recordings list
+// --agent-data`) ask the agent through this socket; it is mode 0600 and
+// reachable only by the agent's own user.
+const SocketName = "agent.sock"
+
+// serveLocalAPI listens on the data dir's socket. The index lock taken in New
+// guarantees no other agent uses this data dir, so a leftover socket file is
+// stale and replaced.
+func (a *Agent) serveLocalAPI() (net.Listener, error) {
+	path := filepath.Join(a.cfg.DataDir, SocketName)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("agent: local socket: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("agent: local socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("agent: local socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("GET /v1/recordings", func(w http.ResponseWriter, r *http.Request) {
+		q, err := ParseRecordingsQuery(r.URL.Query().Get("camera"), r.URL.Query().Get("from"), r.URL.Query().Get("to"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		segs, err := a.index.List(q.District, q.Camera, q.From, q.To)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, segs)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	return l, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// RecordingsQuery selects the segments of one camera overlapping a span.
+type RecordingsQuery struct {
+	District, Camera string
+	From, To         time.Time
+}
+
+// ParseRecordingsQuery validates "district/camera" and RFC 3339 bounds.
+func ParseRecordingsQuery(camera, from, to string) (RecordingsQuery, error) {
+	var q RecordingsQuery
+	d, c, ok := strings.Cut(camera, "/")
+	if !ok {
+		return q, fmt.Errorf("camera %q: want DISTRICT/CAMERA", camera)
+	}
+	if err := storage.ValidateName("district", d); err != nil {
+		return q, err
+	}
+	if err := storage.ValidateName("camera", c); err != nil {
+		return q, err
+	}
+	var err error
+	if q.From, err = time.Parse(time.RFC3339Nano, from); err != nil {
+		return q, fmt.Errorf("from: want RFC 3339 time, got %q", from)
+	}
+	if q.To, err = time.Parse(time.RFC3339Nano, to); err != nil {
+		return q, fmt.Errorf("to: want RFC 3339 time, got %q", to)
+	}
+	if !q.From.Before(q.To) {
+		return q, errors.New("from must be before to")
+	}
+	q.District, q.Camera = d, c
+	return q, nil
+}
+
+// LocalClient talks to a running agent through its data dir's socket.
+type LocalClient struct {
+	hc *http.Client
+}
+
+// DialLocal returns a client when an agent is running on dataDir, or an error
+// wrapping os.ErrNotExist when none is.
+func DialLocal(dataDir string) (*LocalClient, error) {
+	path := filepath.Join(dataDir, SocketName)
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("no agent running on %s: %w", dataDir, os.ErrNotExist)
+	}
+	conn.Close()
+	return &LocalClient{hc: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}, nil
+}
+
+// Recordings lists segments through the running agent.
+func (c *LocalClient) Recordings(ctx context.Context, q RecordingsQuery) ([]storage.Segment, error) {
+	v := url.Values{
+		"camera": {q.District + "/" + q.Camera},
+		"from":   {q.From.Format(time.RFC3339Nano)},
+		"to":     {q.To.Format(time.RFC3339Nano)},
+	}
+	var segs []storage.Segment
+	return segs, c.get(ctx, "http://agent/v1/recordings?"+v.Encode(), &segs)
+}
+
+// Status fetches the running agent's status.
+func (c *LocalClient) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.get(ctx, "http://agent/v1/status", &st)
+}
+
+func (c *LocalClient) get(ctx context.Context, target string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("agent: %s", e.Error)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
