@@ -51,7 +51,7 @@ func runChildAgent(path string) int {
 	return 0
 }
 
-func writeYAML(t *testing.T, cfg *config.Config) string {
+func writeYAML(t testing.TB, cfg *config.Config) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "district: %s\ndata_dir: %s\ncameras:\n", cfg.District, cfg.DataDir)

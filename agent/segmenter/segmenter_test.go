@@ -8,50 +8,15 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/camerasim"
+	"github.com/vigil-cctv/vigil/agent/internal/cliptest"
 	"github.com/vigil-cctv/vigil/agent/internal/fftest"
 	"github.com/vigil-cctv/vigil/agent/media"
 )
 
-func mustClip(t testing.TB, name string) *camerasim.Clip {
-	t.Helper()
-	clips, err := camerasim.EmbeddedClips()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range clips {
-		if c.Name == name {
-			return c
-		}
-	}
-	t.Fatalf("no clip %q", name)
-	return nil
-}
+func mustClip(t testing.TB, name string) *camerasim.Clip { return cliptest.Clip(t, name) }
 
-// clipUnits turns loops of a clip into the access units the ingest would
-// produce, as if the stream started arriving at epoch.
 func clipUnits(t testing.TB, clip *camerasim.Clip, loops int, epoch time.Time) []*media.AccessUnit {
-	t.Helper()
-	params, err := media.NewParams(media.Codec(clip.Codec), clip.VPS, clip.SPS, clip.PPS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offset := time.Second // B-frame clips start with a negative DTS
-	var out []*media.AccessUnit
-	for k := range loops {
-		base := time.Duration(k)*clip.Duration + offset
-		for _, u := range clip.AccessUnits {
-			nalus := u.NALUs
-			if u.Key {
-				nalus = append(params.ParamNALUs(), nalus...)
-			}
-			out = append(out, &media.AccessUnit{
-				NALUs: nalus, Keyframe: u.Key, Params: params,
-				PTS: media.Ticks(base + u.PTS), DTS: media.Ticks(base + u.DTS),
-				Received: epoch.Add(base + u.DTS - offset),
-			})
-		}
-	}
-	return out
+	return cliptest.Units(t, clip, loops, epoch)
 }
 
 type collector struct{ segs []*Finished }
