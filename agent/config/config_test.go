@@ -201,3 +201,14 @@ func TestCameraByID(t *testing.T) {
 		t.Fatal("found a camera that does not exist")
 	}
 }
+
+// The example shipped to operators must stay a valid configuration.
+func TestDeployExampleParses(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "deploy", "agent.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Cameras) == 0 || cfg.Retention.Std() != MaxRetention {
+		t.Fatalf("example parsed as %+v", cfg)
+	}
+}

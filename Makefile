@@ -1,0 +1,72 @@
+# vigil — make help lists the targets.
+
+GO        ?= go
+BIN       := bin/vigil
+TOOLS     := $(CURDIR)/.tools/bin
+MINIO     := $(TOOLS)/minio
+MINIO_MOD := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+BENCH_CLIP := agent/camerasim/testdata/bench/bench-1080p.mp4
+# sudo only when not root (CI and these machines run as root).
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export VIGIL_MINIO := $(MINIO)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/vigil
+	$(GO) build -o $(BIN) ./cmd/vigil
+
+.PHONY: demo
+demo: ffmpeg build ## Run simulated cameras and an agent recording them (Ctrl-C stops)
+	./$(BIN) demo
+
+.PHONY: test
+test: ffmpeg minio fmt-check ## Install what tests need, check formatting and vet, run every test with -race
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+.PHONY: bench
+bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording: 10, 50, 100 cameras for 60 s each)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./storage/...
+	$(GO) test -run '^$$' -bench 'AgentContinuous' -benchtime 1x -timeout 30m ./agent/
+
+.PHONY: lint
+lint: fmt-check ## gofmt and go vet
+	$(GO) vet ./...
+
+.PHONY: fmt-check
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))"; \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for 30 s
+	$(GO) test ./agent/config/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(GO) test ./agent/segmenter/ -run '^$$' -fuzz FuzzProbe -fuzztime 30s
+	$(GO) test ./agent/media/ -run '^$$' -fuzz FuzzAssembler -fuzztime 30s
+
+.PHONY: ffmpeg
+ffmpeg: ## Install Debian's ffmpeg when missing (motion detection, tests)
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { \
+		echo "installing ffmpeg (apt)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
+
+.PHONY: minio
+minio: $(MINIO) ## Build the MinIO server the tests run (about 4 min the first time)
+
+$(MINIO):
+	@echo "building MinIO into $(TOOLS) (about 4 minutes the first time)"
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS= $(GO) install $(MINIO_MOD)
+
+$(BENCH_CLIP):
+	agent/camerasim/testdata/make-bench-clip.sh $@
+
+.PHONY: clean
+clean: ## Remove build output and the demo's data (keeps the built MinIO)
+	rm -rf bin demo-data
