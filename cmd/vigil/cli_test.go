@@ -189,12 +189,26 @@ func TestRecordingsListFromRunningAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRecordingsJSON(t, out, segs)
+
+	out, _, err = runCLI(t, context.Background(), "agent", "status", "--agent-data", cfg.DataDir)
+	if err != nil || !strings.Contains(out, "district north") || !strings.Contains(out, "gate") {
+		t.Fatalf("agent status: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, context.Background(), "agent", "status", "--agent-data", cfg.DataDir, "-o", "json")
+	var st agent.Status
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || len(st.Cameras) != 1 || st.Cameras[0].ID != "gate" {
+		t.Fatalf("agent status json: %v\n%s", err, out)
+	}
 	if st, err := os.Stat(filepath.Join(cfg.DataDir, agent.SocketName)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v, %v", st.Mode(), err)
 	}
 }
 
 func TestAgentCommandErrors(t *testing.T) {
+	_, _, err0 := runCLI(t, context.Background(), "agent", "status", "--agent-data", t.TempDir())
+	if err0 == nil || !strings.Contains(err0.Error(), "no agent running") {
+		t.Fatalf("status without an agent: %v", err0)
+	}
 	_, _, err := runCLI(t, context.Background(), "agent")
 	if err == nil || !strings.Contains(err.Error(), "--config is required") {
 		t.Fatalf("got %v", err)
