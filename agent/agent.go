@@ -51,10 +51,10 @@ type Agent struct {
 	spoolDir string
 	uploads  *uploader
 	cameras  []*camera
-	started  time.Time
 
-	mu     sync.Mutex
-	alarms map[string]Alarm
+	mu      sync.Mutex
+	started time.Time
+	alarms  map[string]Alarm
 }
 
 // Alarm is a condition an operator must act on.
@@ -132,7 +132,9 @@ func (a *Agent) Store() storage.ObjectStore { return a.store }
 // Run records until ctx ends, then closes open segments, finishes pending
 // uploads (bounded by a grace period) and closes the index.
 func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
 	a.started = time.Now()
+	a.mu.Unlock()
 	defer a.closeStorage()
 
 	listener, err := a.serveLocalAPI()
@@ -218,11 +220,12 @@ type Status struct {
 
 // Status returns a snapshot.
 func (a *Agent) Status() Status {
-	st := Status{District: a.cfg.District, Started: a.started, Spooled: a.uploads.pending(), Alarms: []Alarm{}}
+	st := Status{District: a.cfg.District, Spooled: a.uploads.pending(), Alarms: []Alarm{}}
 	for _, c := range a.cameras {
 		st.Cameras = append(st.Cameras, c.status())
 	}
 	a.mu.Lock()
+	st.Started = a.started
 	for _, al := range a.alarms {
 		st.Alarms = append(st.Alarms, al)
 	}

@@ -26,6 +26,10 @@ const unitQueueDepth = 512
 // camera records as if it saw motion: missing an event is lost evidence.
 const detectorGrace = 5 * time.Second
 
+// detectorMaxLag is how far behind the stream the detector may judge frames
+// before it counts as broken.
+const detectorMaxLag = 10 * time.Second
+
 // camera is the pipeline of one camera: RTSP source(s) → detector →
 // segmenter → uploader. A panic or error in one camera never stops others.
 type camera struct {
@@ -42,6 +46,7 @@ type camera struct {
 	dropped  atomic.Uint64
 
 	mu           sync.Mutex
+	firstUnit    time.Time
 	segments     int
 	lastSegment  time.Time
 	lastError    string
@@ -86,7 +91,7 @@ func newCamera(a *Agent, cc *config.Camera) (*camera, error) {
 	if cc.Mode == config.ModeMotion {
 		c.det, err = motion.NewPixel(motion.PixelConfig{
 			Name: cc.ID, Threshold: cc.Motion.Threshold, MinArea: cc.Motion.MinArea,
-			OnMotion: seg.Motion, FFmpeg: a.opts.FFmpeg, Logger: a.opts.Logger,
+			OnFrame: seg.Observe, FFmpeg: a.opts.FFmpeg, Logger: a.opts.Logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("camera %s: %w", cc.ID, err)
@@ -201,14 +206,23 @@ func (c *camera) handle(ev cameraEvent) {
 // detectorDown reports whether motion detection has not worked for longer
 // than detectorGrace: its decoder is broken or its detect stream is down.
 func (c *camera) detectorDown(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.firstUnit.IsZero() {
+		c.firstUnit = now
+	}
+	analyzed := c.seg.Analyzed()
+	if analyzed.IsZero() {
+		analyzed = c.firstUnit
+	}
 	note := ""
 	if err := c.det.Healthy(); err != nil {
 		note = err.Error()
 	} else if c.detect != nil && c.detect.Status().State != ingest.StateUp {
 		note = "detect stream " + string(c.detect.Status().State)
+	} else if lag := now.Sub(analyzed); lag > detectorMaxLag {
+		note = fmt.Sprintf("detector is %s behind the stream", lag.Round(time.Second))
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if note == "" {
 		if c.detectorNote != "" {
 			c.log.Info("motion detection restored")

@@ -31,16 +31,18 @@ type Detector interface {
 	Close() error
 }
 
-// OnMotion receives the arrival time of each frame that showed motion and
-// its score (the fraction of the picture that changed).
-type OnMotion func(at time.Time, score float64)
+// OnFrame receives, for every analysed frame, its arrival time, its score
+// (the fraction of the picture that changed) and whether that is motion.
+// Frames without motion matter too: they tell how far the detector got, so
+// a recorder never takes a detector that lags behind for a still scene.
+type OnFrame func(at time.Time, score float64, moving bool)
 
 // PixelConfig configures the ffmpeg pixel detector.
 type PixelConfig struct {
 	Name      string
 	Threshold int
 	MinArea   float64
-	OnMotion  OnMotion
+	OnFrame   OnFrame
 	// FFmpeg is the ffmpeg binary (default "ffmpeg" on PATH).
 	FFmpeg string
 	// RestartDelay is the least time between two ffmpeg starts (default 2s).
@@ -72,8 +74,8 @@ type Pixel struct {
 
 // NewPixel makes a pixel detector. ffmpeg is started at the first keyframe.
 func NewPixel(cfg PixelConfig) (*Pixel, error) {
-	if cfg.OnMotion == nil {
-		return nil, errors.New("motion: OnMotion is required")
+	if cfg.OnFrame == nil {
+		return nil, errors.New("motion: OnFrame is required")
 	}
 	if _, err := NewPixelAnalyzer(FrameWidth, FrameHeight, cfg.Threshold, cfg.MinArea); err != nil {
 		return nil, err
@@ -225,9 +227,7 @@ func (p *Pixel) startDecoder(params *media.Params) (*decoder, error) {
 			}
 			at := d.popTime()
 			score, moving := analyzer.Analyze(frame)
-			if moving {
-				p.cfg.OnMotion(at, score)
-			}
+			p.cfg.OnFrame(at, score, moving)
 		}
 		err := cmd.Wait()
 		d.stop()

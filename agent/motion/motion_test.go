@@ -19,7 +19,10 @@ func feedClip(t *testing.T, clip *camerasim.Clip, loops int) []time.Duration {
 	epoch := time.Now()
 	det, err := NewPixel(PixelConfig{
 		Name: clip.Name, Threshold: 25, MinArea: 0.005,
-		OnMotion: func(at time.Time, _ float64) {
+		OnFrame: func(at time.Time, _ float64, moving bool) {
+			if !moving {
+				return
+			}
 			mu.Lock()
 			hits = append(hits, at.Sub(epoch))
 			mu.Unlock()
@@ -114,7 +117,7 @@ func TestPixelDetectorOnClips(t *testing.T) {
 }
 
 func TestPixelDetectorMissingFFmpeg(t *testing.T) {
-	det, err := NewPixel(PixelConfig{Name: "x", Threshold: 25, MinArea: 0.01, OnMotion: func(time.Time, float64) {}, FFmpeg: "/nonexistent/ffmpeg"})
+	det, err := NewPixel(PixelConfig{Name: "x", Threshold: 25, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}, FFmpeg: "/nonexistent/ffmpeg"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +139,10 @@ func TestPixelDetectorMissingFFmpeg(t *testing.T) {
 
 func TestPixelDetectorRejectsBadSettings(t *testing.T) {
 	for _, cfg := range []PixelConfig{
-		{Threshold: 0, MinArea: 0.01, OnMotion: func(time.Time, float64) {}},
-		{Threshold: 300, MinArea: 0.01, OnMotion: func(time.Time, float64) {}},
-		{Threshold: 25, MinArea: 0, OnMotion: func(time.Time, float64) {}},
-		{Threshold: 25, MinArea: 1.5, OnMotion: func(time.Time, float64) {}},
+		{Threshold: 0, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}},
+		{Threshold: 300, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}},
+		{Threshold: 25, MinArea: 0, OnFrame: func(time.Time, float64, bool) {}},
+		{Threshold: 25, MinArea: 1.5, OnFrame: func(time.Time, float64, bool) {}},
 		{Threshold: 25, MinArea: 0.01},
 	} {
 		if _, err := NewPixel(cfg); err == nil {

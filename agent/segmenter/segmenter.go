@@ -49,6 +49,10 @@ const (
 	// maxGap is the longest silence inside a segment; a longer one means
 	// the stream stalled and the segment is closed.
 	maxGap = 5 * time.Second
+	// maxDetectorLag bounds how far behind the stream the pre-roll buffer
+	// follows a slow detector (memory: a GOP-aligned buffer of this length
+	// plus the pre-roll).
+	maxDetectorLag = 10 * time.Second
 )
 
 // Finished describes a complete segment file waiting in the spool.
@@ -99,6 +103,7 @@ type Segmenter struct {
 
 	motionMu   sync.Mutex
 	lastMotion time.Time // monotonic; zero when none
+	analyzed   time.Time // arrival time of the latest frame the detector judged
 	peakScore  float64
 
 	preroll   []*media.AccessUnit
@@ -129,23 +134,61 @@ func New(cfg Config) (*Segmenter, error) {
 	return &Segmenter{cfg: cfg, log: cfg.Logger.With("component", "segmenter", "camera", cfg.Camera)}, nil
 }
 
-// Motion records that the frame that arrived at `at` (a time with a
-// monotonic reading, from the same process) showed motion with the given
-// score. Safe for concurrent use.
-func (s *Segmenter) Motion(at time.Time, score float64) {
+// Observe records the detector's verdict on the frame that arrived at `at`
+// (a time with a monotonic reading, from this process). Safe for concurrent
+// use. Frames without motion count too: the segmenter ends a segment only
+// once the detector has judged the whole post-roll still, so a detector
+// running late never cuts a segment short.
+func (s *Segmenter) Observe(at time.Time, score float64, moving bool) {
 	s.motionMu.Lock()
+	defer s.motionMu.Unlock()
+	if at.After(s.analyzed) {
+		s.analyzed = at
+	}
+	if !moving {
+		return
+	}
 	if at.After(s.lastMotion) {
 		s.lastMotion = at
 	}
 	s.peakScore = max(s.peakScore, score)
-	s.motionMu.Unlock()
 }
 
-// motionAt reports whether motion was seen within the post-roll before t.
-func (s *Segmenter) motionAt(t time.Time) bool {
+// Motion records motion in the frame that arrived at `at`.
+func (s *Segmenter) Motion(at time.Time, score float64) { s.Observe(at, score, true) }
+
+// Analyzed returns the arrival time of the latest frame judged by the
+// detector, zero before the first.
+func (s *Segmenter) Analyzed() time.Time {
 	s.motionMu.Lock()
 	defer s.motionMu.Unlock()
-	return !s.lastMotion.IsZero() && t.Sub(s.lastMotion) <= s.cfg.PostRoll
+	return s.analyzed
+}
+
+// motionActive reports whether the detector saw motion within the post-roll
+// before the last frame it judged.
+func (s *Segmenter) motionActive() bool {
+	s.motionMu.Lock()
+	defer s.motionMu.Unlock()
+	return !s.lastMotion.IsZero() && s.analyzed.Sub(s.lastMotion) <= s.cfg.PostRoll
+}
+
+// prerollReference is the instant the pre-roll is counted back from: the
+// last frame the detector judged, so that motion it reports late still gets
+// its full pre-roll; never more than maxDetectorLag behind the stream, which
+// bounds the buffer when a detector stalls.
+func (s *Segmenter) prerollReference(now time.Time) time.Time {
+	s.motionMu.Lock()
+	analyzed := s.analyzed
+	s.motionMu.Unlock()
+	ref := now
+	if !analyzed.IsZero() && analyzed.Before(now) {
+		ref = analyzed
+	}
+	if now.Sub(ref) > maxDetectorLag {
+		ref = now.Add(-maxDetectorLag)
+	}
+	return ref
 }
 
 // takePeak returns and resets the peak motion score.
@@ -191,7 +234,7 @@ func (s *Segmenter) WriteAccessUnit(au *media.AccessUnit) error {
 }
 
 func (s *Segmenter) continueSegment(au *media.AccessUnit) error {
-	if s.cfg.Mode == Motion && !s.motionAt(au.Received) {
+	if s.cfg.Mode == Motion && !s.motionActive() {
 		return s.closeCurrent()
 	}
 	if au.Keyframe {
@@ -224,7 +267,7 @@ func (s *Segmenter) maybeOpen(au *media.AccessUnit) error {
 		}
 		return s.open([]*media.AccessUnit{au})
 	default:
-		if !s.motionAt(au.Received) {
+		if !s.motionActive() {
 			return nil
 		}
 		// The pre-roll buffer starts at a keyframe and ends with au.
@@ -328,9 +371,10 @@ func (s *Segmenter) pushPreroll(au *media.AccessUnit) {
 		return
 	}
 	s.preroll = append(s.preroll, au)
+	ref := s.prerollReference(au.Received)
 	cut := 0
 	for i, u := range s.preroll {
-		if au.Received.Sub(u.Received) < s.cfg.PreRoll {
+		if ref.Sub(u.Received) < s.cfg.PreRoll {
 			break
 		}
 		if u.Keyframe {

@@ -105,6 +105,8 @@ func TestMotionSegmentCoversEventWithRolls(t *testing.T) {
 		at := au.Received.Sub(epoch)
 		if at >= motionFrom && at <= motionTo {
 			s.Motion(au.Received, 0.1)
+		} else {
+			s.Observe(au.Received, 0, false)
 		}
 		if err := s.WriteAccessUnit(au); err != nil {
 			t.Fatal(err)
@@ -139,12 +141,14 @@ func TestMotionDuringPostRollExtendsSegment(t *testing.T) {
 	for _, au := range clipUnits(t, clip, 1, epoch) {
 		at := au.Received.Sub(epoch)
 		// Two bursts 2 s apart: within the 3 s post-roll, so one segment.
-		if (at >= 5*time.Second && at < 6*time.Second) || (at >= 8*time.Second && at < 9*time.Second) {
+		switch {
+		case (at >= 5*time.Second && at < 6*time.Second) || (at >= 8*time.Second && at < 9*time.Second):
 			s.Motion(au.Received, 0.05)
-		}
-		// A third burst after a long still period: a second segment.
-		if at >= 20*time.Second && at < 21*time.Second {
+		case at >= 20*time.Second && at < 21*time.Second:
+			// A third burst after a long still period: a second segment.
 			s.Motion(au.Received, 0.2)
+		default:
+			s.Observe(au.Received, 0, false)
 		}
 		if err := s.WriteAccessUnit(au); err != nil {
 			t.Fatal(err)
@@ -163,6 +167,44 @@ func TestMotionDuringPostRollExtendsSegment(t *testing.T) {
 	for _, f := range col.segs {
 		checkPlayable(t, f, "h264")
 	}
+}
+
+// A detector that judges frames 3 s after they arrive (a loaded machine)
+// still gets the full pre-roll and post-roll: the segment is not cut when
+// the detector has not yet judged the post-roll.
+func TestSlowDetector(t *testing.T) {
+	clip := mustClip(t, "walk")
+	pre, post, lag := 2*time.Second, 2*time.Second, 3*time.Second
+	s, col := newTestSegmenter(t, Motion, pre, post, time.Minute)
+	epoch := time.Now()
+	units := clipUnits(t, clip, 1, epoch)
+	motionFrom, motionTo := 10*time.Second, 12*time.Second
+	for i, au := range units {
+		// The detector's verdict on the frame that arrived lag ago.
+		for j := i; j >= 0; j-- {
+			if au.Received.Sub(units[j].Received) <= lag {
+				continue
+			}
+			at := units[j].Received.Sub(epoch)
+			s.Observe(units[j].Received, 0.1, at >= motionFrom && at <= motionTo)
+			break
+		}
+		if err := s.WriteAccessUnit(au); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if len(col.segs) != 1 {
+		t.Fatalf("got %d segments, want 1", len(col.segs))
+	}
+	f := col.segs[0]
+	if start := f.Start.Sub(epoch); start > motionFrom-pre+time.Millisecond {
+		t.Errorf("segment starts at %v, after the pre-roll %v", start, motionFrom-pre)
+	}
+	if end := f.End.Sub(epoch); end < motionTo+post-5*time.Millisecond {
+		t.Errorf("segment ends at %v, before the post-roll end %v", end, motionTo+post)
+	}
+	checkPlayable(t, f, "h264")
 }
 
 func TestNoMotionRecordsNothing(t *testing.T) {
