@@ -79,7 +79,7 @@ type Config struct {
 	// RequestTimeout bounds each RTSP request (default 5s).
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
-	// 500ms and 5s: cameras sit on the district LAN and footage missed
+	// 500ms and 4s: cameras sit on the district LAN and footage missed
 	// while waiting is lost for good).
 	MinBackoff, MaxBackoff time.Duration
 	// StableAfter is how long a session must have delivered video for the
@@ -123,7 +123,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		c.MinBackoff = 500 * time.Millisecond
 	}
 	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 5 * time.Second
+		c.MaxBackoff = 4 * time.Second
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = c.MinBackoff
