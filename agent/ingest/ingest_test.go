@@ -989,7 +989,7 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.StallTimeout != 10*time.Second || cfg.RequestTimeout != 5*time.Second ||
-		cfg.MinBackoff != 500*time.Millisecond || cfg.MaxBackoff != 5*time.Second ||
+		cfg.MinBackoff != 500*time.Millisecond || cfg.MaxBackoff != 4*time.Second ||
 		cfg.StableAfter != 30*time.Second || cfg.Logger == nil || cfg.Now == nil {
 		t.Fatalf("defaults not set: %+v", cfg)
 	}
