@@ -20,61 +20,20 @@ import (
 	"github.com/vigil-cctv/vigil/agent/camerasim"
 	"github.com/vigil-cctv/vigil/agent/config"
 	"github.com/vigil-cctv/vigil/agent/ingest"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/agent/internal/fftest"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/s3"
 	"github.com/vigil-cctv/vigil/storage/s3/miniotest"
 )
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func clipsNamed(t testing.TB, names ...string) []*camerasim.Clip {
 	t.Helper()
-	all, err := camerasim.EmbeddedClips()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []*camerasim.Clip
 	for _, n := range names {
-		for _, c := range all {
-			if c.Name == n {
-				out = append(out, c)
-			}
-		}
-	}
-	if len(out) != len(names) {
-		t.Fatalf("clips %v not all found", names)
+		out = append(out, agenttest.Clip(t, n))
 	}
 	return out
-}
-
-func startSim(t testing.TB, listen string, clips ...*camerasim.Clip) *camerasim.Server {
-	t.Helper()
-	sim, err := camerasim.New(camerasim.Config{Listen: listen, Clips: clips})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	return sim
 }
 
 // testConfig is a district with an fs store in a temp dir.
@@ -95,7 +54,7 @@ type runningAgent struct {
 	*Agent
 	cancel   context.CancelFunc
 	done     chan error
-	logs     *syncBuffer
+	logs     *agenttest.LogBuffer
 	stopOnce sync.Once
 
 	mu     sync.Mutex
@@ -104,7 +63,7 @@ type runningAgent struct {
 
 func startAgent(t testing.TB, cfg *config.Config, opts Options) *runningAgent {
 	t.Helper()
-	ra := &runningAgent{logs: &syncBuffer{}, done: make(chan error, 1)}
+	ra := &runningAgent{logs: &agenttest.LogBuffer{}, done: make(chan error, 1)}
 	opts.Logger = slog.New(slog.NewTextHandler(ra.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.OnStored = func(s storage.Segment) {
 		ra.mu.Lock()
@@ -149,17 +108,6 @@ func (ra *runningAgent) segments() []storage.Segment {
 	out := append([]storage.Segment(nil), ra.stored...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // checkStoredSegment proves a stored object is a playable segment whose
@@ -213,14 +161,14 @@ func covered(segs []storage.Segment, from, to time.Time) bool {
 func TestEndToEndMotionRecording(t *testing.T) {
 	t.Parallel()
 	clip := clipsNamed(t, "walk")[0]
-	sim := startSim(t, "127.0.0.1:0", clip)
+	sim := agenttest.StartSim(t, "127.0.0.1:0", clip)
 	pre, post := time.Second, 2*time.Second
 	cfg := testConfig(t, config.Camera{
 		ID: "gate", URL: sim.URL(1), Transport: config.TransportTCP,
 		PreRoll: config.Duration(pre), PostRoll: config.Duration(post),
 	})
 	ra := startAgent(t, cfg, Options{})
-	waitFor(t, 10*time.Second, "camera up", func() bool { return ra.Status().Cameras[0].Stream.State == ingest.StateUp })
+	agenttest.WaitFor(t, 10*time.Second, "camera up", func() bool { return ra.Status().Cameras[0].Stream.State == ingest.StateUp })
 	upAt := time.Now()
 
 	// Motion events in wall time: the sim says when clip time 0 was sent.
@@ -287,42 +235,30 @@ func describe(segs []storage.Segment) string {
 	return b.String()
 }
 
-// freeAddr returns a loopback TCP address nobody listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // TestCameraServerRestart stops the camera server mid-stream and starts it
 // again on the same address: the open segment is closed and playable, the
 // status shows the outage, and recording resumes within 5 s.
 func TestCameraServerRestart(t *testing.T) {
 	t.Parallel()
 	clip := clipsNamed(t, "walk")[0]
-	addr := freeAddr(t)
-	sim := startSim(t, addr, clip)
+	addr := agenttest.FreeAddr(t)
+	sim := agenttest.StartSim(t, addr, clip)
 	cfg := testConfig(t, config.Camera{ID: "door", URL: sim.URL(1), Mode: config.ModeContinuous, Transport: config.TransportTCP})
 	ra := startAgent(t, cfg, Options{})
-	waitFor(t, 10*time.Second, "camera up", func() bool { return ra.Status().Cameras[0].Stream.State == ingest.StateUp })
+	agenttest.WaitFor(t, 10*time.Second, "camera up", func() bool { return ra.Status().Cameras[0].Stream.State == ingest.StateUp })
 	time.Sleep(4 * time.Second)
 	if !ra.Status().Cameras[0].Recording {
 		t.Fatal("continuous camera is not recording")
 	}
 	sim.Close()
 	outage := time.Now()
-	waitFor(t, 15*time.Second, "camera down", func() bool { return ra.Status().Cameras[0].Stream.State == ingest.StateDown })
+	agenttest.WaitFor(t, 15*time.Second, "camera down", func() bool { return ra.Status().Cameras[0].Stream.State == ingest.StateDown })
 	st := ra.Status().Cameras[0]
 	if st.Stream.LastError == "" {
 		t.Error("down without an error in the status")
 	}
 	// The segment that was open when the camera went away is stored.
-	waitFor(t, 10*time.Second, "open segment stored", func() bool { return len(ra.segments()) >= 1 })
+	agenttest.WaitFor(t, 10*time.Second, "open segment stored", func() bool { return len(ra.segments()) >= 1 })
 	first := ra.segments()[0]
 	if first.End.Before(outage.Add(-2 * time.Second)) {
 		t.Errorf("segment ends at %s, long before the outage at %s", first.End.Format(time.TimeOnly), outage.Format(time.TimeOnly))
@@ -330,16 +266,16 @@ func TestCameraServerRestart(t *testing.T) {
 	checkStoredSegment(t, cfg, first, "h264")
 
 	time.Sleep(2 * time.Second)
-	sim2 := startSim(t, addr, clip)
+	sim2 := agenttest.StartSim(t, addr, clip)
 	back := time.Now()
-	waitFor(t, 5*time.Second, "camera up again within 5 s", func() bool {
+	agenttest.WaitFor(t, 5*time.Second, "camera up again within 5 s", func() bool {
 		s := ra.Status().Cameras[0]
 		return s.Stream.State == ingest.StateUp && s.Stream.Sessions == 2
 	})
 	t.Logf("reconnected %v after the server came back", time.Since(back).Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
 	sim2.Close()
-	waitFor(t, 15*time.Second, "second segment stored", func() bool { return len(ra.segments()) >= 2 })
+	agenttest.WaitFor(t, 15*time.Second, "second segment stored", func() bool { return len(ra.segments()) >= 2 })
 	for _, s := range ra.segments() {
 		checkStoredSegment(t, cfg, s, "h264")
 	}
@@ -349,7 +285,7 @@ func TestCameraServerRestart(t *testing.T) {
 // port is closed and one that answers garbage; the good one records.
 func TestBadCamerasDoNotStopGoodOnes(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t, "127.0.0.1:0", clipsNamed(t, "walk")...)
+	sim := agenttest.StartSim(t, "127.0.0.1:0", clipsNamed(t, "walk")...)
 	garbage, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -367,11 +303,11 @@ func TestBadCamerasDoNotStopGoodOnes(t *testing.T) {
 	}()
 	cfg := testConfig(t,
 		config.Camera{ID: "good", URL: sim.URL(1), Mode: config.ModeContinuous, MaxLength: config.Duration(2 * time.Second)},
-		config.Camera{ID: "closed", URL: "rtsp://" + freeAddr(t) + "/x"},
+		config.Camera{ID: "closed", URL: "rtsp://" + agenttest.FreeAddr(t) + "/x"},
 		config.Camera{ID: "garbage", URL: "rtsp://user:hunter2@" + garbage.Addr().String() + "/x"},
 	)
 	ra := startAgent(t, cfg, Options{StallTimeout: 2 * time.Second})
-	waitFor(t, 20*time.Second, "3 segments of the good camera", func() bool { return len(ra.segments()) >= 3 })
+	agenttest.WaitFor(t, 20*time.Second, "3 segments of the good camera", func() bool { return len(ra.segments()) >= 3 })
 	for _, c := range ra.Status().Cameras[1:] {
 		if c.Stream.State == ingest.StateUp || c.Stream.LastError == "" {
 			t.Errorf("camera %s: state %s, error %q", c.ID, c.Stream.State, c.Stream.LastError)
@@ -393,7 +329,7 @@ func TestRecordingToS3(t *testing.T) {
 	t.Parallel()
 	minio := miniotest.Start(t)
 	sc := minio.Config(t)
-	sim := startSim(t, "127.0.0.1:0", clipsNamed(t, "walk-h265")...)
+	sim := agenttest.StartSim(t, "127.0.0.1:0", clipsNamed(t, "walk-h265")...)
 	dir := t.TempDir()
 	cfg := &config.Config{
 		District: "north", DataDir: dir,
@@ -404,7 +340,7 @@ func TestRecordingToS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra := startAgent(t, cfg, Options{})
-	waitFor(t, 30*time.Second, "2 segments in MinIO", func() bool { return len(ra.segments()) >= 2 })
+	agenttest.WaitFor(t, 30*time.Second, "2 segments in MinIO", func() bool { return len(ra.segments()) >= 2 })
 	ra.stop(t)
 	store, err := s3.Open(context.Background(), sc)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-cctv/vigil/agent/camerasim"
 	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/index"
 )
@@ -116,7 +117,7 @@ func BenchmarkAgentContinuous(b *testing.B) {
 }
 
 func benchRecord(b *testing.B, n int, dur time.Duration, clip string) {
-	addr := freeAddr(b)
+	addr := agenttest.FreeAddr(b)
 	sim := exec.Command(os.Args[0], "-test.run=^$")
 	sim.Env = append(os.Environ(), childSimEnv+"="+fmt.Sprintf("%s %d %s", addr, n, clip))
 	sim.Stderr = os.Stderr
@@ -156,7 +157,7 @@ func benchRecord(b *testing.B, n int, dur time.Duration, clip string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	path := writeYAML(b, cfg)
-	logs := &syncBuffer{}
+	logs := &agenttest.LogBuffer{}
 	b.ResetTimer()
 	agent := exec.Command(os.Args[0], "-test.run=^$")
 	agent.Env = append(os.Environ(), childConfigEnv+"="+path)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/storage"
 	storefs "github.com/vigil-cctv/vigil/storage/fs"
 	"github.com/vigil-cctv/vigil/storage/index"
@@ -67,7 +68,7 @@ func writeYAML(t testing.TB, cfg *config.Config) string {
 	return path
 }
 
-func startChild(t *testing.T, configPath string, logs *syncBuffer) *exec.Cmd {
+func startChild(t *testing.T, configPath string, logs *agenttest.LogBuffer) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childConfigEnv+"="+configPath)
@@ -96,13 +97,13 @@ func countObjects(root string) int {
 func TestKill9WhileRecording(t *testing.T) {
 	t.Parallel()
 	clips := clipsNamed(t, "walk", "walk-bframes")
-	sim := startSim(t, "127.0.0.1:0", clips...)
+	sim := agenttest.StartSim(t, "127.0.0.1:0", clips...)
 	cfg := testConfig(t,
 		config.Camera{ID: "a", URL: sim.URL(1), Mode: config.ModeContinuous, Transport: config.TransportTCP, MaxLength: config.Duration(3 * time.Second)},
 		config.Camera{ID: "b", URL: sim.URL(2), Mode: config.ModeContinuous, Transport: config.TransportTCP, MaxLength: config.Duration(3 * time.Second)},
 	)
 	path := writeYAML(t, cfg)
-	logs := &syncBuffer{}
+	logs := &agenttest.LogBuffer{}
 	defer func() {
 		if t.Failed() {
 			t.Logf("agent logs:\n%s", logs.String())
@@ -112,7 +113,7 @@ func TestKill9WhileRecording(t *testing.T) {
 	for round, kill := range []time.Duration{1500 * time.Millisecond, 2200 * time.Millisecond} {
 		before := countObjects(cfg.Storage.FS.Path)
 		child := startChild(t, path, logs)
-		waitFor(t, 30*time.Second, "segments stored", func() bool { return countObjects(cfg.Storage.FS.Path) >= before+3 })
+		agenttest.WaitFor(t, 30*time.Second, "segments stored", func() bool { return countObjects(cfg.Storage.FS.Path) >= before+3 })
 		time.Sleep(kill) // mid-segment: fragments are on disk, the segment is not finished
 		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)

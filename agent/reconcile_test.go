@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/config"
-	"github.com/vigil-cctv/vigil/agent/internal/cliptest"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/agent/segmenter"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/index"
@@ -29,7 +29,7 @@ func recordSegments(t *testing.T, n int) []*segmenter.Finished {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, au := range cliptest.Units(t, cliptest.Clip(t, "walk"), 1, time.Now().Add(-time.Hour)) {
+	for _, au := range agenttest.Units(t, agenttest.Clip(t, "walk"), 1, time.Now().Add(-time.Hour)) {
 		if len(out) >= n {
 			break
 		}

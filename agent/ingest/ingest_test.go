@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -23,51 +22,12 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/vigil-cctv/vigil/agent/camerasim"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/agent/media"
 )
 
 // secret is the camera password of the tests: it must show nowhere.
 const secret = "secretpw"
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// logBuffer collects a Source's logs; they are printed if the test fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	lb := &logBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("logs:\n%s", lb.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
-}
 
 // recorder is what the recorder side of a Source sees.
 type recorder struct {
@@ -122,7 +82,7 @@ func (r *recorder) streamEnds() []error {
 type running struct {
 	src  *Source
 	rec  *recorder
-	logs *logBuffer
+	logs *agenttest.LogBuffer
 	stop func() error // cancels and returns what Run returned
 }
 
@@ -130,7 +90,7 @@ type running struct {
 func startSource(t *testing.T, cfg Config) *running {
 	t.Helper()
 	rec := &recorder{}
-	logger, logs := newLogger(t)
+	logger, logs := agenttest.NewLogger(t)
 	if cfg.Name == "" {
 		cfg.Name = "cam"
 	}
@@ -166,23 +126,6 @@ func startSource(t *testing.T, cfg Config) *running {
 		}
 	})
 	return &running{src: src, rec: rec, logs: logs, stop: stop}
-}
-
-func startSim(t *testing.T, listen string) *camerasim.Server {
-	t.Helper()
-	clips, err := camerasim.EmbeddedClips()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := camerasim.New(camerasim.Config{Listen: listen, Clips: clips})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	return sim
 }
 
 // simURL is the URL of the path looping the named clip.
@@ -234,7 +177,7 @@ func checkUnits(t *testing.T, aus []*media.AccessUnit, codec media.Codec, w, h i
 
 func TestGoodCamera(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t, "127.0.0.1:0")
+	sim := agenttest.StartSim(t, "127.0.0.1:0")
 	for _, tc := range []struct {
 		name, clip, transport, wantTransport string
 		codec                                media.Codec
@@ -250,7 +193,7 @@ func TestGoodCamera(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
 			r := startSource(t, Config{URL: simURL(t, sim, tc.clip), Transport: tc.transport})
-			waitFor(t, 10*time.Second, "camera up", func() bool { return r.src.Status().State == StateUp })
+			agenttest.WaitFor(t, 10*time.Second, "camera up", func() bool { return r.src.Status().State == StateUp })
 			st := r.src.Status()
 			if st.Codec != tc.codec || st.Width != 640 || st.Height != 360 || st.Transport != tc.wantTransport {
 				t.Fatalf("status %+v, want %s 640x360 over %s", st, tc.codec, tc.wantTransport)
@@ -259,7 +202,7 @@ func TestGoodCamera(t *testing.T) {
 				t.Fatalf("status %+v: want one session, no error, up since the start", st)
 			}
 			// Two GOPs: keyframes after the first carry their params too.
-			waitFor(t, 10*time.Second, "two keyframes", func() bool { return r.rec.keyframes() >= 2 })
+			agenttest.WaitFor(t, 10*time.Second, "two keyframes", func() bool { return r.rec.keyframes() >= 2 })
 			st = r.src.Status()
 			if st.DroppedUnits != 0 {
 				t.Fatalf("%d access units dropped from a clean stream", st.DroppedUnits)
@@ -292,17 +235,17 @@ func TestReconnect(t *testing.T) {
 	for _, transport := range []string{"tcp", "udp"} {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
-			sim := startSim(t, "127.0.0.1:0")
+			sim := agenttest.StartSim(t, "127.0.0.1:0")
 			addr := sim.Addr()
 			url := simURL(t, sim, "walk")
 			r := startSource(t, Config{URL: url, Transport: transport})
-			waitFor(t, 10*time.Second, "camera up", func() bool { return r.src.Status().State == StateUp })
-			waitFor(t, 5*time.Second, "video", func() bool { return r.rec.count() >= 10 })
+			agenttest.WaitFor(t, 10*time.Second, "camera up", func() bool { return r.src.Status().State == StateUp })
+			agenttest.WaitFor(t, 5*time.Second, "video", func() bool { return r.rec.count() >= 10 })
 
 			sim.Close()
 			closed := time.Now()
-			waitFor(t, 5*time.Second, "camera down", func() bool { return r.src.Status().State == StateDown })
-			waitFor(t, 5*time.Second, "OnStreamEnd", func() bool { return len(r.rec.streamEnds()) == 1 })
+			agenttest.WaitFor(t, 5*time.Second, "camera down", func() bool { return r.src.Status().State == StateDown })
+			agenttest.WaitFor(t, 5*time.Second, "OnStreamEnd", func() bool { return len(r.rec.streamEnds()) == 1 })
 			before := r.rec.count()
 
 			// The outage: the source retries and shows why it fails.
@@ -324,17 +267,17 @@ func TestReconnect(t *testing.T) {
 				t.Errorf("%d refused attempts logged in 2s of outage: the source does not retry", n)
 			}
 
-			sim2 := startSim(t, addr)
+			sim2 := agenttest.StartSim(t, addr)
 			if u := simURL(t, sim2, "walk"); u != url {
 				t.Fatalf("restarted camera at %s, want %s", u, url)
 			}
 			back := time.Now()
-			waitFor(t, 5*time.Second, "camera up again", func() bool {
+			agenttest.WaitFor(t, 5*time.Second, "camera up again", func() bool {
 				st := r.src.Status()
 				return st.State == StateUp && st.Sessions == 2
 			})
 			t.Logf("up again %v after the camera came back", time.Since(back).Round(time.Millisecond))
-			waitFor(t, 5*time.Second, "video again", func() bool { return r.rec.count() >= before+10 })
+			agenttest.WaitFor(t, 5*time.Second, "video again", func() bool { return r.rec.count() >= before+10 })
 			if n := len(r.rec.streamEnds()); n != 1 {
 				t.Fatalf("OnStreamEnd called %d times for one outage", n)
 			}
@@ -730,9 +673,9 @@ func badCases(t *testing.T) []badCase {
 // shown down with a clear error and retried, the good one never notices.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t, "127.0.0.1:0")
+	sim := agenttest.StartSim(t, "127.0.0.1:0")
 	good := startSource(t, Config{Name: "good", URL: simURL(t, sim, "walk"), Transport: "tcp"})
-	waitFor(t, 10*time.Second, "good camera up", func() bool { return good.src.Status().State == StateUp })
+	agenttest.WaitFor(t, 10*time.Second, "good camera up", func() bool { return good.src.Status().State == StateUp })
 	from := good.rec.count()
 	began := time.Now()
 
@@ -746,7 +689,7 @@ func TestBadInput(t *testing.T) {
 					StallTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second,
 				})
 				var last Status
-				waitFor(t, 15*time.Second, "camera down with "+strings.Join(tc.want, ", "), func() bool {
+				agenttest.WaitFor(t, 15*time.Second, "camera down with "+strings.Join(tc.want, ", "), func() bool {
 					last = r.src.Status()
 					if last.State != StateDown {
 						return false
@@ -758,7 +701,7 @@ func TestBadInput(t *testing.T) {
 					t.Error("LastErrorAt not set")
 				}
 				// It keeps trying.
-				waitFor(t, 10*time.Second, "a second attempt", func() bool { return srv.accepted.Load() >= 2 })
+				agenttest.WaitFor(t, 10*time.Second, "a second attempt", func() bool { return srv.accepted.Load() >= 2 })
 				if err := r.stop(); err != nil {
 					t.Fatal(err)
 				}
@@ -868,7 +811,7 @@ func TestCredentials(t *testing.T) {
 			var got atomic.Value
 			srv := startRaw(t, authScript(&got, tc.onAuth).serve)
 			r := startSource(t, Config{URL: srv.url(), Transport: "tcp", RequestTimeout: 2 * time.Second})
-			waitFor(t, 10*time.Second, "camera down", func() bool {
+			agenttest.WaitFor(t, 10*time.Second, "camera down", func() bool {
 				st := r.src.Status()
 				return st.State == StateDown && strings.Contains(st.LastError, tc.want)
 			})
@@ -1006,7 +949,7 @@ func TestRunStopsWhileDown(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every attempt is refused
 	r := startSource(t, Config{URL: "rtsp://" + addr + "/x", MinBackoff: time.Hour, MaxBackoff: time.Hour})
-	waitFor(t, 5*time.Second, "camera down", func() bool { return r.src.Status().State == StateDown })
+	agenttest.WaitFor(t, 5*time.Second, "camera down", func() bool { return r.src.Status().State == StateDown })
 	start := time.Now()
 	if err := r.stop(); err != nil {
 		t.Fatal(err)

@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/camerasim"
-	"github.com/vigil-cctv/vigil/agent/internal/cliptest"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/agent/internal/fftest"
 	"github.com/vigil-cctv/vigil/agent/media"
 )
 
-func mustClip(t testing.TB, name string) *camerasim.Clip { return cliptest.Clip(t, name) }
+func mustClip(t testing.TB, name string) *camerasim.Clip { return agenttest.Clip(t, name) }
 
 func clipUnits(t testing.TB, clip *camerasim.Clip, loops int, epoch time.Time) []*media.AccessUnit {
-	return cliptest.Units(t, clip, loops, epoch)
+	return agenttest.Units(t, clip, loops, epoch)
 }
 
 type collector struct{ segs []*Finished }

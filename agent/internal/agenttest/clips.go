@@ -1,7 +1,7 @@
-// Package cliptest turns the simulated cameras' clips into the access units
-// the ingest would deliver, for tests of the recording pipeline that do not
-// need a network.
-package cliptest
+// Package agenttest holds what the agent's tests share: the embedded clips
+// as access units (for pipeline tests without a network), simulated cameras,
+// log capture, and polling with a deadline.
+package agenttest
 
 import (
 	"testing"
