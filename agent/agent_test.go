@@ -370,3 +370,63 @@ func TestRecordingToS3(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectStream runs detection on a separate detect stream: motion seen
+// there records the main stream. When the detect stream is down, the camera
+// records continuously (fail open) and says so in its status.
+func TestDetectStream(t *testing.T) {
+	t.Parallel()
+	clip := clipsNamed(t, "walk")[0]
+	sim := agenttest.StartSim(t, "127.0.0.1:0", clip)
+	cfg := testConfig(t,
+		config.Camera{ID: "withdetect", URL: sim.URL(1), DetectURL: sim.URL(1), Transport: config.TransportTCP,
+			PreRoll: config.Duration(time.Second), PostRoll: config.Duration(2 * time.Second)},
+		config.Camera{ID: "detectdown", URL: sim.URL(1), DetectURL: "rtsp://" + agenttest.FreeAddr(t) + "/none",
+			Transport: config.TransportTCP, MaxLength: config.Duration(3 * time.Second)},
+	)
+	ra := startAgent(t, cfg, Options{StallTimeout: 2 * time.Second})
+	agenttest.WaitFor(t, 10*time.Second, "cameras up", func() bool {
+		st := ra.Status()
+		return st.Cameras[0].Stream.State == ingest.StateUp && st.Cameras[0].Detect != nil && st.Cameras[0].Detect.State == ingest.StateUp
+	})
+	upAt := time.Now()
+	// The next motion event of the clip, seen whole.
+	epoch := sim.Epoch(1)
+	var ev span
+	for k := 0; ev.from.IsZero(); k++ {
+		for _, e := range clip.Events {
+			from := epoch.Add(time.Duration(k)*clip.Duration + e.Start)
+			if ev.from.IsZero() && from.After(upAt.Add(2*time.Second)) {
+				ev = span{from, epoch.Add(time.Duration(k)*clip.Duration + e.End)}
+			}
+		}
+	}
+	time.Sleep(time.Until(ev.to.Add(4 * time.Second)))
+	st := ra.Status().Cameras
+	if st[1].Detector == "" || !strings.Contains(st[1].Detector, "detect stream") {
+		t.Errorf("camera with its detect stream down: detector note %q", st[1].Detector)
+	}
+	ra.stop(t)
+
+	var detected, failOpen []storage.Segment
+	for _, s := range ra.segments() {
+		switch s.Camera {
+		case "withdetect":
+			detected = append(detected, s)
+		case "detectdown":
+			failOpen = append(failOpen, s)
+		}
+	}
+	if !covered(detected, ev.from, ev.to.Add(time.Second)) {
+		t.Errorf("motion %s-%s seen on the detect stream not recorded: %s", ev.from.Format(time.TimeOnly), ev.to.Format(time.TimeOnly), describe(detected))
+	}
+	// Fail open: after the grace period the camera without detection
+	// records everything until the end.
+	failFrom := upAt.Add(detectorGrace + 2*time.Second)
+	if !covered(failOpen, failFrom, ev.to) {
+		t.Errorf("camera without working detection did not record %s-%s: %s", failFrom.Format(time.TimeOnly), ev.to.Format(time.TimeOnly), describe(failOpen))
+	}
+	for _, s := range append(detected, failOpen...) {
+		checkStoredSegment(t, cfg, s, "h264")
+	}
+}
