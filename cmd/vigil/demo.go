@@ -140,7 +140,8 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 	}
 	fmt.Fprintf(out, "Recording on motion (pre-roll %s, post-roll %s, retention %s).\n",
 		cfg.Cameras[0].PreRoll, cfg.Cameras[0].PostRoll, cfg.Retention)
-	fmt.Fprintf(out, "List what was recorded, from another terminal:\n  vigil recordings list --agent-data %s --camera %s/cam2 --from -1h\n", cfg.DataDir, demoDistrict)
+	fmt.Fprintf(out, "From another terminal (bin/vigil after make demo):\n  vigil recordings list --agent-data %s --camera %s/cam2 --from -1h\n  vigil agent status --agent-data %s\n",
+		cfg.DataDir, demoDistrict, cfg.DataDir)
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 
 	statusCtx, stopStatus := context.WithCancel(ctx)
