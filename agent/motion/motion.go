@@ -147,12 +147,6 @@ func (p *Pixel) Close() error {
 	return nil
 }
 
-func (p *Pixel) setHealth(err error) {
-	p.mu.Lock()
-	p.health = err
-	p.mu.Unlock()
-}
-
 // decoder is one ffmpeg process.
 type decoder struct {
 	cmd   *exec.Cmd
@@ -230,16 +224,23 @@ func (p *Pixel) startDecoder(params *media.Params) (*decoder, error) {
 			p.cfg.OnFrame(at, score, moving)
 		}
 		err := cmd.Wait()
-		d.stop()
-		if p.ctx.Err() != nil {
-			return
-		}
-		msg := stderr.String()
+		msg := strings.TrimSpace(stderr.String())
 		if msg == "" && err != nil {
 			msg = err.Error()
 		}
-		p.setHealth(fmt.Errorf("motion: ffmpeg exited: %s", strings.TrimSpace(msg)))
-		p.log.Warn("ffmpeg exited; restarting at the next keyframe", "stderr", msg, "error", err)
+		// Only the current decoder speaks for the detector's health: one
+		// that Feed replaced (new parameters, or after a crash) was killed
+		// on purpose and must not mark its successor broken.
+		p.mu.Lock()
+		current := p.proc == d && p.ctx.Err() == nil
+		if current {
+			p.health = fmt.Errorf("motion: ffmpeg exited: %s", msg)
+		}
+		p.mu.Unlock()
+		d.stop()
+		if current {
+			p.log.Warn("ffmpeg exited; restarting at the next keyframe", "stderr", msg, "error", err)
+		}
 	}()
 	return d, nil
 }

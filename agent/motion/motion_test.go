@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/camerasim"
+	"github.com/vigil-cctv/vigil/agent/internal/agenttest"
 	"github.com/vigil-cctv/vigil/agent/media"
 )
 
@@ -148,5 +149,36 @@ func TestPixelDetectorRejectsBadSettings(t *testing.T) {
 		if _, err := NewPixel(cfg); err == nil {
 			t.Errorf("accepted %+v", cfg)
 		}
+	}
+}
+
+// A decoder replaced on purpose (the stream's parameters changed) must not
+// leave the detector marked broken once its successor works.
+func TestPixelDetectorRestartStaysHealthy(t *testing.T) {
+	det, err := NewPixel(PixelConfig{Name: "switch", Threshold: 25, MinArea: 0.005, OnFrame: func(time.Time, float64, bool) {}, RestartDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	feed := func(name string) {
+		clip := agenttest.Clip(t, name)
+		for _, au := range agenttest.Units(t, clip, 1, time.Now())[:100] {
+			for {
+				det.mu.Lock()
+				busy := det.proc != nil && len(det.proc.queue) > queueDepth/2
+				det.mu.Unlock()
+				if !busy {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			det.Feed(au)
+		}
+	}
+	feed("walk")
+	feed("walk-h265") // new parameters: Feed kills the H.264 decoder
+	time.Sleep(500 * time.Millisecond)
+	if err := det.Healthy(); err != nil {
+		t.Fatalf("detector unhealthy after a planned restart: %v", err)
 	}
 }
