@@ -85,7 +85,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		spoolDir: filepath.Join(cfg.DataDir, "spool"),
 		alarms:   make(map[string]Alarm),
 	}
-	if err := os.MkdirAll(a.spoolDir, 0o750); err != nil {
+	if err := os.MkdirAll(a.spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: data dir: %w", err)
 	}
 	ix, err := index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{})

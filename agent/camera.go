@@ -66,7 +66,7 @@ func newCamera(a *Agent, cc *config.Camera) (*camera, error) {
 		events: make(chan cameraEvent, unitQueueDepth),
 	}
 	dir := filepath.Join(a.spoolDir, cc.ID)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("camera %s: spool: %w", cc.ID, err)
 	}
 	seg, err := segmenter.New(segmenter.Config{
@@ -193,10 +193,8 @@ func (c *camera) handle(ev cameraEvent) {
 		if c.detect == nil {
 			c.det.Feed(au)
 		}
-		if c.detectorDown(au.Received) {
-			// Fail open: without a working detector, record everything.
-			c.seg.Motion(au.Received, 0)
-		}
+		// Fail open: without a working detector, record everything.
+		c.seg.ForceRecord(c.detectorDown(au.Received), au.Received)
 	}
 	if err := c.seg.WriteAccessUnit(au); err != nil {
 		c.noteError(err)

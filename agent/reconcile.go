@@ -69,7 +69,7 @@ func (a *Agent) recoverSpool() {
 func (a *Agent) quarantine(path string, cause error) {
 	dir := filepath.Join(a.spoolDir, quarantineDir)
 	dst := filepath.Join(dir, filepath.Base(filepath.Dir(path))+"-"+filepath.Base(path))
-	err := os.MkdirAll(dir, 0o750)
+	err := os.MkdirAll(dir, 0o700)
 	if err == nil {
 		err = os.Rename(path, dst)
 	}

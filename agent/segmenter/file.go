@@ -62,7 +62,7 @@ func createSegmentFile(dir, id string, first *media.AccessUnit) (*segmentFile, e
 	// from its file name has the same start.
 	start := time.UnixMilli(first.Received.UnixMilli()).UTC()
 	path := filepath.Join(dir, spoolFileName(start, id, true))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,6 +24,11 @@ import (
 // a second of video, so anything larger is corruption, not footage.
 const maxBox = 64 << 20
 
+// maxDuration is the longest segment Probe believes: segments are at most
+// minutes long, and an absurd span would make the index scan every listing
+// of the camera from that segment on.
+const maxDuration = time.Hour
+
 // Info is what Probe learns from a segment file.
 type Info struct {
 	Codec string
@@ -34,14 +40,24 @@ type Info struct {
 	ValidSize int64
 	// Complete is true when the whole input is valid (ValidSize == size).
 	Complete bool
+	// SHA256 is the hex digest of the valid prefix.
+	SHA256 string
 }
 
-// ErrNoFootage means the file holds no complete fragment: nothing playable.
-var ErrNoFootage = errors.New("segment holds no complete fragment")
+// Probe's errors other than I/O errors.
+var (
+	// ErrNoFootage means the file holds no complete fragment: nothing
+	// playable, nothing lost by discarding it.
+	ErrNoFootage = errors.New("segment holds no complete fragment")
+	// ErrCorrupt means the data is not a segment this package could have
+	// written. Unlike an I/O error, trying again will not help.
+	ErrCorrupt = errors.New("not a playable segment")
+)
 
 // Probe reads a fragmented MP4 segment as written by this package: the init
 // section, then moof+mdat fragments. It tolerates a truncated or garbled
-// tail (the result of a crash) and reports how much of the file is valid.
+// tail (the result of a crash), reports how much of the file is valid, and
+// hashes that part, in one pass.
 func Probe(r io.ReaderAt, size int64) (Info, error) {
 	var (
 		info      Info
@@ -51,6 +67,7 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 		sawFtyp   bool
 		timescale uint32
 		end       uint64 // end of the last sample, in timescale units
+		h         = sha256.New()
 	)
 	for off < size {
 		typ, boxSize, err := readBoxHeader(r, off, size)
@@ -59,6 +76,11 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 		}
 		switch {
 		case typ == "ftyp" && off == 0:
+			buf, err := readBox(r, off, boxSize)
+			if err != nil {
+				return info, err
+			}
+			h.Write(buf)
 			sawFtyp = true
 		case typ == "moov" && sawFtyp && init == nil:
 			buf, err := readBox(r, off, boxSize)
@@ -67,10 +89,10 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 			}
 			var in fmp4.Init
 			if err := in.Unmarshal(bytes.NewReader(buf)); err != nil {
-				return info, fmt.Errorf("probe: init section: %w", err)
+				return info, fmt.Errorf("%w: init section: %v", ErrCorrupt, err)
 			}
-			if len(in.Tracks) != 1 {
-				return info, fmt.Errorf("probe: %d tracks, want 1 video track", len(in.Tracks))
+			if len(in.Tracks) != 1 || in.Tracks[0].TimeScale == 0 {
+				return info, fmt.Errorf("%w: %d tracks, want 1 video track", ErrCorrupt, len(in.Tracks))
 			}
 			switch in.Tracks[0].Codec.(type) {
 			case *fmp4.CodecH264:
@@ -78,25 +100,26 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 			case *fmp4.CodecH265:
 				info.Codec = string(media.H265)
 			default:
-				return info, fmt.Errorf("probe: unsupported codec %T", in.Tracks[0].Codec)
+				return info, fmt.Errorf("%w: unsupported codec %T", ErrCorrupt, in.Tracks[0].Codec)
 			}
 			init = &in
 			timescale = in.Tracks[0].TimeScale
+			h.Write(buf)
 			info.ValidSize = off + boxSize
 		case typ == "moof" && init != nil && moof == nil:
 			buf, err := readBox(r, off, boxSize)
 			if err != nil {
-				return finishInfo(info, size, end, timescale)
+				return finishInfo(info, size, end, timescale, h)
 			}
 			moof = buf
 		case typ == "mdat" && moof != nil:
 			mdat, err := readBox(r, off, boxSize)
 			if err != nil {
-				return finishInfo(info, size, end, timescale)
+				return finishInfo(info, size, end, timescale, h)
 			}
 			var parts fmp4.Parts
 			if err := parts.Unmarshal(append(moof, mdat...)); err != nil {
-				return finishInfo(info, size, end, timescale)
+				return finishInfo(info, size, end, timescale, h)
 			}
 			for _, p := range parts {
 				for _, t := range p.Tracks {
@@ -108,13 +131,15 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 					end = max(end, e)
 				}
 			}
+			h.Write(moof)
+			h.Write(mdat)
 			moof = nil
 			info.ValidSize = off + boxSize
 		default:
 			if init == nil {
-				return info, fmt.Errorf("probe: not a segment (unexpected %q box at %d)", typ, off)
+				return info, fmt.Errorf("%w: unexpected %q box at %d", ErrCorrupt, typ, off)
 			}
-			return finishInfo(info, size, end, timescale)
+			return finishInfo(info, size, end, timescale, h)
 		}
 		off += boxSize
 	}
@@ -124,9 +149,9 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 			// footage reached the file.
 			return info, ErrNoFootage
 		}
-		return info, errors.New("probe: not a segment (no init section)")
+		return info, fmt.Errorf("%w: no init section", ErrCorrupt)
 	}
-	return finishInfo(info, size, end, timescale)
+	return finishInfo(info, size, end, timescale, h)
 }
 
 // startsLikeSegment reports whether the data is too short to hold anything
@@ -142,14 +167,18 @@ func startsLikeSegment(r io.ReaderAt, size int64) bool {
 	return string(h[4:8]) == "ftyp"
 }
 
-func finishInfo(info Info, size int64, end uint64, timescale uint32) (Info, error) {
-	if timescale > 0 {
-		info.Duration = time.Duration(end * uint64(time.Second) / uint64(timescale))
-	}
+func finishInfo(info Info, size int64, end uint64, timescale uint32, h hash.Hash) (Info, error) {
 	info.Complete = info.ValidSize == size
+	info.SHA256 = hex.EncodeToString(h.Sum(nil))
 	if info.Samples == 0 {
 		return info, ErrNoFootage
 	}
+	// Seconds and remainder apart: end * 1e9 would overflow past 57 hours.
+	secs, rem := end/uint64(timescale), end%uint64(timescale)
+	if secs >= uint64(maxDuration/time.Second) {
+		return info, fmt.Errorf("%w: %d s of samples, longer than any segment", ErrCorrupt, secs)
+	}
+	info.Duration = time.Duration(secs)*time.Second + time.Duration(rem*uint64(time.Second)/uint64(timescale))
 	return info, nil
 }
 
@@ -182,7 +211,7 @@ func readBoxHeader(r io.ReaderAt, off, size int64) (string, int64, error) {
 
 func readBox(r io.ReaderAt, off, n int64) ([]byte, error) {
 	if n > maxBox {
-		return nil, fmt.Errorf("probe: box of %d bytes at %d is too large", n, off)
+		return nil, fmt.Errorf("%w: box of %d bytes at %d is too large", ErrCorrupt, n, off)
 	}
 	buf := make([]byte, n)
 	if _, err := r.ReadAt(buf, off); err != nil {
@@ -198,16 +227,16 @@ func SpoolName(path string) (start time.Time, id string, partial bool, err error
 	if !partial {
 		var ok bool
 		if base, ok = strings.CutSuffix(name, CompleteSuffix); !ok {
-			return time.Time{}, "", false, fmt.Errorf("spool: %q is not a segment file", name)
+			return time.Time{}, "", false, fmt.Errorf("%w: spool file name %q", ErrCorrupt, name)
 		}
 	}
 	msText, id, ok := strings.Cut(base, "-")
 	ms, perr := strconv.ParseInt(msText, 10, 64)
 	if !ok || perr != nil || ms <= 0 || len(id) != 16 {
-		return time.Time{}, "", false, fmt.Errorf("spool: %q is not a segment file", name)
+		return time.Time{}, "", false, fmt.Errorf("%w: spool file name %q", ErrCorrupt, name)
 	}
 	if _, err := hex.DecodeString(id); err != nil {
-		return time.Time{}, "", false, fmt.Errorf("spool: %q is not a segment file", name)
+		return time.Time{}, "", false, fmt.Errorf("%w: spool file name %q", ErrCorrupt, name)
 	}
 	return time.UnixMilli(ms).UTC(), id, partial, nil
 }
@@ -250,10 +279,6 @@ func RecoverFile(path string) (*Finished, error) {
 			return nil, fmt.Errorf("spool: sync %s: %w", path, err)
 		}
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, info.ValidSize)); err != nil {
-		return nil, fmt.Errorf("spool: hash %s: %w", path, err)
-	}
 	done := path
 	if partial {
 		done = strings.TrimSuffix(path, PartSuffix) + CompleteSuffix
@@ -270,7 +295,7 @@ func RecoverFile(path string) (*Finished, error) {
 		Start:     start,
 		End:       start.Add(info.Duration),
 		Bytes:     info.ValidSize,
-		SHA256:    hex.EncodeToString(h.Sum(nil)),
+		SHA256:    info.SHA256,
 		Codec:     info.Codec,
 		Samples:   info.Samples,
 		Recovered: partial,

@@ -2,6 +2,7 @@ package segmenter
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,4 +162,35 @@ func FuzzProbe(f *testing.F) {
 			t.Fatalf("inconsistent info %+v for %d bytes", info, len(data))
 		}
 	})
+}
+
+func TestProbeHashesValidPrefixAndClassifiesErrors(t *testing.T) {
+	s, col := newTestSegmenter(t, Continuous, 0, 0, time.Minute)
+	for _, au := range clipUnits(t, mustClip(t, "walk"), 1, time.Now())[:120] {
+		s.WriteAccessUnit(au)
+	}
+	s.Close()
+	data, err := os.ReadFile(col.segs[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Probe(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.SHA256 != col.segs[0].SHA256 || !info.Complete {
+		t.Fatalf("probe hash %s, writer hash %s", info.SHA256, col.segs[0].SHA256)
+	}
+	withTail := append(append([]byte(nil), data...), "garbage after a crash"...)
+	info, err = Probe(bytes.NewReader(withTail), int64(len(withTail)))
+	if err != nil || info.SHA256 != col.segs[0].SHA256 || info.Complete || info.ValidSize != int64(len(data)) {
+		t.Fatalf("with a tail: %+v %v", info, err)
+	}
+	text := []byte("definitely not a video file at all")
+	if _, err := Probe(bytes.NewReader(text), int64(len(text))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("garbage: %v, want ErrCorrupt", err)
+	}
+	if _, err := Probe(bytes.NewReader(data[:40]), 40); !errors.Is(err, ErrNoFootage) {
+		t.Fatalf("torn init: %v, want ErrNoFootage", err)
+	}
 }

@@ -53,6 +53,9 @@ const (
 	// follows a slow detector (memory: a GOP-aligned buffer of this length
 	// plus the pre-roll).
 	maxDetectorLag = 10 * time.Second
+	// maxGOP is the longest keyframe interval the pre-roll buffer waits
+	// through.
+	maxGOP = 30 * time.Second
 )
 
 // Finished describes a complete segment file waiting in the spool.
@@ -105,6 +108,7 @@ type Segmenter struct {
 	lastMotion time.Time // monotonic; zero when none
 	analyzed   time.Time // arrival time of the latest frame the detector judged
 	peakScore  float64
+	forced     bool // record as if there were motion (detector not working)
 
 	preroll   []*media.AccessUnit
 	cur       *segmentFile
@@ -165,12 +169,25 @@ func (s *Segmenter) Analyzed() time.Time {
 	return s.analyzed
 }
 
-// motionActive reports whether the detector saw motion within the post-roll
-// before the last frame it judged.
+// ForceRecord makes the segmenter record as if it saw motion, for as long
+// as the detector does not work (fail open: a missed event is lost
+// evidence). When forcing ends, the post-roll runs from `at`. It does not
+// count as the detector's progress.
+func (s *Segmenter) ForceRecord(on bool, at time.Time) {
+	s.motionMu.Lock()
+	defer s.motionMu.Unlock()
+	if s.forced && !on && at.After(s.lastMotion) {
+		s.lastMotion = at
+	}
+	s.forced = on
+}
+
+// motionActive reports whether recording is forced, or the detector saw
+// motion within the post-roll before the last frame it judged.
 func (s *Segmenter) motionActive() bool {
 	s.motionMu.Lock()
 	defer s.motionMu.Unlock()
-	return !s.lastMotion.IsZero() && s.analyzed.Sub(s.lastMotion) <= s.cfg.PostRoll
+	return s.forced || (!s.lastMotion.IsZero() && s.analyzed.Sub(s.lastMotion) <= s.cfg.PostRoll)
 }
 
 // prerollReference is the instant the pre-roll is counted back from: the
@@ -235,6 +252,14 @@ func (s *Segmenter) WriteAccessUnit(au *media.AccessUnit) error {
 
 func (s *Segmenter) continueSegment(au *media.AccessUnit) error {
 	if s.cfg.Mode == Motion && !s.motionActive() {
+		return s.closeCurrent()
+	}
+	if s.cur.elapsed() >= s.cfg.MaxLength+maxGOP {
+		// No keyframe to split on for far too long: close rather than grow
+		// one segment without bound; the next starts at a keyframe.
+		s.log.Warn("no keyframe to split on; segment closed", "length", s.cur.elapsed().Round(time.Second))
+		clear(s.preroll) // its frames are in the segment; wait for a keyframe
+		s.preroll = s.preroll[:0]
 		return s.closeCurrent()
 	}
 	if au.Keyframe {
@@ -385,6 +410,14 @@ func (s *Segmenter) pushPreroll(au *media.AccessUnit) {
 		n := copy(s.preroll, s.preroll[cut:])
 		clear(s.preroll[n:])
 		s.preroll = s.preroll[:n]
+	}
+	// A stream without keyframes for this long (intra refresh, a broken
+	// camera) cannot be trimmed by GOP: start again at the next keyframe
+	// rather than buffer without bound.
+	if au.Received.Sub(s.preroll[0].Received) > s.cfg.PreRoll+maxDetectorLag+maxGOP {
+		clear(s.preroll)
+		s.preroll = s.preroll[:0]
+		s.log.Warn("no keyframe for too long; pre-roll buffer dropped", "limit", s.cfg.PreRoll+maxDetectorLag+maxGOP)
 	}
 }
 

@@ -371,3 +371,69 @@ func sortedSpool(t *testing.T, dir string) []string {
 	sort.Strings(names)
 	return names
 }
+
+// While the detector does not work the segmenter records (fail open); when
+// it works again, the post-roll runs from that moment.
+func TestForceRecord(t *testing.T) {
+	s, col := newTestSegmenter(t, Motion, time.Second, 2*time.Second, time.Minute)
+	epoch := time.Now()
+	for _, au := range clipUnits(t, mustClip(t, "still"), 1, epoch) {
+		at := au.Received.Sub(epoch)
+		forced := at >= 5*time.Second && at < 9*time.Second
+		s.ForceRecord(forced, au.Received)
+		if !forced && at >= 9*time.Second {
+			// The detector works again and sees a still scene.
+			s.Observe(au.Received, 0, false)
+		}
+		if err := s.WriteAccessUnit(au); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if len(col.segs) != 1 {
+		t.Fatalf("got %d segments, want 1", len(col.segs))
+	}
+	f := col.segs[0]
+	if start := f.Start.Sub(epoch); start > 4*time.Second+time.Millisecond || start < 3*time.Second-time.Millisecond {
+		t.Errorf("forced segment starts at %v, want its pre-roll before 5s", start)
+	}
+	if end := f.End.Sub(epoch); end < 11*time.Second-5*time.Millisecond || end > 11*time.Second+100*time.Millisecond {
+		t.Errorf("forced segment ends at %v, want 9s + 2s post-roll", end)
+	}
+	if a := s.Analyzed().Sub(epoch); a < 29*time.Second {
+		t.Errorf("detector progress %v", a)
+	}
+}
+
+// A camera that stops sending keyframes cannot make the agent buffer or
+// write without bound.
+func TestNoKeyframesIsBounded(t *testing.T) {
+	for _, mode := range []Mode{Motion, Continuous} {
+		t.Run(string(mode), func(t *testing.T) {
+			s, col := newTestSegmenter(t, mode, 2*time.Second, 2*time.Second, 5*time.Second)
+			epoch := time.Now()
+			units := clipUnits(t, mustClip(t, "walk"), 3, epoch) // 90 s
+			for i, au := range units {
+				if i > 0 {
+					au.Keyframe = false
+				}
+				if mode == Motion {
+					s.Motion(au.Received, 0.1)
+				}
+				if err := s.WriteAccessUnit(au); err != nil {
+					t.Fatal(err)
+				}
+				if span := au.Received.Sub(epoch); len(s.preroll) > 0 && au.Received.Sub(s.preroll[0].Received) > 2*time.Second+maxDetectorLag+maxGOP+time.Second {
+					t.Fatalf("pre-roll spans %v at %v", au.Received.Sub(s.preroll[0].Received), span)
+				}
+			}
+			s.Close()
+			if len(col.segs) != 1 {
+				t.Fatalf("got %d segments, want the one that started at the only keyframe", len(col.segs))
+			}
+			if d := col.segs[0].End.Sub(col.segs[0].Start); d > 5*time.Second+maxGOP+time.Second {
+				t.Fatalf("segment without keyframes lasts %v", d)
+			}
+		})
+	}
+}
