@@ -46,7 +46,7 @@ type Agent struct {
 	cfg      *config.Config
 	opts     Options
 	log      *slog.Logger
-	store    storage.ObjectStore
+	store    *lazyStore
 	index    *index.Index
 	spoolDir string
 	uploads  *uploader
@@ -71,6 +71,8 @@ const (
 	AlarmUnplayable     = "unplayable_objects"
 	AlarmSpoolRecovery  = "spool_recovery_failed"
 	AlarmReconcile      = "reconcile_failed"
+	AlarmLocalAPI       = "local_api_failed"
+	AlarmSpoolLost      = "spool_file_lost"
 )
 
 // New opens the agent's store, index and spool. Nothing is recorded until
@@ -85,7 +87,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		spoolDir: filepath.Join(cfg.DataDir, "spool"),
 		alarms:   make(map[string]Alarm),
 	}
-	if err := os.MkdirAll(a.spoolDir, 0o700); err != nil {
+	// The data dir holds footage being written and the local API socket:
+	// only the agent's user may enter it.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: data dir: %w", err)
 	}
 	ix, err := index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{})
@@ -93,12 +97,23 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.index = ix
-	a.store = opts.Store
-	if a.store == nil {
-		if a.store, err = openStore(context.Background(), cfg.Storage); err != nil {
+	for _, dir := range []string{a.spoolDir, filepath.Join(cfg.DataDir, tmpDir)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			ix.Close()
-			return nil, fmt.Errorf("agent: %w", err)
+			return nil, fmt.Errorf("agent: data dir: %w", err)
 		}
+	}
+	// Copies left by a crash during reconciliation.
+	if err := clearDir(filepath.Join(cfg.DataDir, tmpDir)); err != nil {
+		ix.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.store = &lazyStore{open: func(ctx context.Context) (storage.ObjectStore, error) { return openStore(ctx, cfg.Storage) }}
+	if opts.Store != nil {
+		a.store.store = opts.Store
+	} else if err := a.tryStore(); err != nil {
+		// Record anyway: segments wait in the spool until the store answers.
+		a.raise(AlarmStoreFailing, fmt.Sprintf("object store unreachable, recording into the spool: %v", err))
 	}
 	a.uploads = newUploader(a)
 	for i := range cfg.Cameras {
@@ -126,8 +141,27 @@ func openStore(ctx context.Context, sc config.Storage) (storage.ObjectStore, err
 // Index gives read access to the segment index.
 func (a *Agent) Index() *index.Index { return a.index }
 
-// Store is the object store footage is kept in.
-func (a *Agent) Store() storage.ObjectStore { return a.store }
+// tryStore opens the store once, briefly, at start.
+func (a *Agent) tryStore() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.store.get(ctx)
+	return err
+}
+
+// clearDir removes the files of dir.
+func clearDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Run records until ctx ends, then closes open segments, finishes pending
 // uploads (bounded by a grace period) and closes the index.
@@ -137,21 +171,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	defer a.closeStorage()
 
-	listener, err := a.serveLocalAPI()
-	if err != nil {
-		return err
+	// Without the local API the agent still records: an alarm, not a stop.
+	if stopAPI, err := a.serveLocalAPI(); err != nil {
+		a.raise(AlarmLocalAPI, err.Error())
+	} else {
+		defer stopAPI()
 	}
-	defer listener.Close()
 
 	upCtx, stopUploads := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); a.uploads.run(upCtx) }()
 
-	a.recoverSpool()
+	// Leftovers are listed before the cameras write anything, and recovered
+	// while they record.
+	leftovers := a.listSpool()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		a.recoverSpool(leftovers)
 		a.reconcileWhenReady(ctx)
 	}()
 
@@ -180,8 +218,8 @@ func (a *Agent) closeStorage() {
 	if err := a.index.Close(); err != nil {
 		a.log.Error("close index", "error", err)
 	}
-	if a.opts.Store == nil {
-		if err := a.store.Close(); err != nil {
+	if st := a.store.opened(); st != nil && a.opts.Store == nil {
+		if err := st.Close(); err != nil {
 			a.log.Error("close store", "error", err)
 		}
 	}

@@ -63,6 +63,12 @@ type runningAgent struct {
 
 func startAgent(t testing.TB, cfg *config.Config, opts Options) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, cfg, opts, nil)
+}
+
+// startAgentWith lets a test change the agent between New and Run.
+func startAgentWith(t testing.TB, cfg *config.Config, opts Options, edit func(*Agent)) *runningAgent {
+	t.Helper()
 	ra := &runningAgent{logs: &agenttest.LogBuffer{}, done: make(chan error, 1)}
 	opts.Logger = slog.New(slog.NewTextHandler(ra.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.OnStored = func(s storage.Segment) {
@@ -75,6 +81,9 @@ func startAgent(t testing.TB, cfg *config.Config, opts Options) *runningAgent {
 		t.Fatal(err)
 	}
 	ra.Agent = a
+	if edit != nil {
+		edit(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ra.cancel = cancel
 	go func() { ra.done <- a.Run(ctx) }()

@@ -22,10 +22,11 @@ import (
 // reachable only by the agent's own user.
 const SocketName = "agent.sock"
 
-// serveLocalAPI listens on the data dir's socket. The index lock taken in New
-// guarantees no other agent uses this data dir, so a leftover socket file is
-// stale and replaced.
-func (a *Agent) serveLocalAPI() (net.Listener, error) {
+// serveLocalAPI listens on the data dir's socket until the returned function
+// is called. The index lock taken in New guarantees no other agent uses this
+// data dir, so a leftover socket file is stale and replaced. The data dir is
+// 0700, so the socket is private from its creation on.
+func (a *Agent) serveLocalAPI() (stop func(), err error) {
 	path := filepath.Join(a.cfg.DataDir, SocketName)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("agent: local socket: %w", err)
@@ -57,7 +58,12 @@ func (a *Agent) serveLocalAPI() (net.Listener, error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(l)
-	return l, nil
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		os.Remove(path)
+	}, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -2,40 +2,45 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vigil-cctv/vigil/agent/segmenter"
 	"github.com/vigil-cctv/vigil/storage"
-	"github.com/vigil-cctv/vigil/storage/index"
 )
 
-// quarantineDir receives spool files that cannot be read as segments; they
-// are kept for a person to look at, never deleted by the agent.
+// quarantineDir (in the data dir) receives spool files that are not
+// segments at all; they are kept for a person to look at. Their names keep
+// the start time, so retention can still be applied to them.
 const quarantineDir = "quarantine"
 
-// recoverSpool queues what a previous run left in the spool: finished
-// segments not yet stored, and segments cut short by a crash (trimmed to
-// their last complete fragment).
-func (a *Agent) recoverSpool() {
+// tmpDir (in the data dir) holds copies of store objects being checked; it
+// is emptied at every start.
+const tmpDir = "tmp"
+
+// spoolFile is a file left in the spool by a previous run.
+type spoolFile struct {
+	camera, path string
+}
+
+// listSpool returns what a previous run left in the spool. It must run
+// before the cameras start, so that a segment being written now is never
+// taken for a leftover.
+func (a *Agent) listSpool() []spoolFile {
 	dirs, err := os.ReadDir(a.spoolDir)
 	if err != nil {
 		a.raise(AlarmSpoolRecovery, fmt.Sprintf("read spool: %v", err))
-		return
+		return nil
 	}
-	var recovered, failed int
+	var out []spoolFile
 	for _, d := range dirs {
-		if !d.IsDir() || d.Name() == quarantineDir {
-			continue
-		}
 		camera := d.Name()
-		if storage.ValidateName("camera", camera) != nil {
+		if !d.IsDir() || storage.ValidateName("camera", camera) != nil {
 			continue
 		}
 		files, err := os.ReadDir(filepath.Join(a.spoolDir, camera))
@@ -44,36 +49,47 @@ func (a *Agent) recoverSpool() {
 			continue
 		}
 		for _, f := range files {
-			path := filepath.Join(a.spoolDir, camera, f.Name())
-			if !strings.HasSuffix(f.Name(), segmenter.PartSuffix) && !strings.HasSuffix(f.Name(), segmenter.CompleteSuffix) {
-				continue
+			if strings.HasSuffix(f.Name(), segmenter.PartSuffix) || strings.HasSuffix(f.Name(), segmenter.CompleteSuffix) {
+				out = append(out, spoolFile{camera, filepath.Join(a.spoolDir, camera, f.Name())})
 			}
-			fin, err := segmenter.RecoverFile(path)
-			if err != nil {
-				failed++
-				a.quarantine(path, err)
-				continue
-			}
-			if fin == nil {
-				continue // held no footage
-			}
-			recovered++
-			a.uploads.enqueue(camera, fin)
 		}
 	}
-	if recovered > 0 || failed > 0 {
-		a.log.Info("spool recovered", "segments", recovered, "quarantined", failed)
+	return out
+}
+
+// recoverSpool queues the leftovers for upload: finished segments not yet
+// stored, and segments cut short by a crash (trimmed to their last complete
+// fragment). A file that is not a segment is moved aside; one that cannot
+// be read now (an I/O error) stays for the next start, with an alarm.
+func (a *Agent) recoverSpool(files []spoolFile) {
+	var recovered, quarantined, failed int
+	for _, sf := range files {
+		fin, err := segmenter.RecoverFile(sf.path)
+		switch {
+		case errors.Is(err, segmenter.ErrCorrupt):
+			quarantined++
+			a.quarantine(sf, err)
+		case err != nil:
+			failed++
+			a.raise(AlarmSpoolRecovery, fmt.Sprintf("cannot recover %s now (left in place for the next start): %v", sf.path, err))
+		case fin != nil:
+			recovered++
+			a.uploads.enqueue(sf.camera, fin)
+		}
+	}
+	if len(files) > 0 {
+		a.log.Info("spool recovered", "segments", recovered, "quarantined", quarantined, "failed", failed)
 	}
 }
 
-func (a *Agent) quarantine(path string, cause error) {
-	dir := filepath.Join(a.spoolDir, quarantineDir)
-	dst := filepath.Join(dir, filepath.Base(filepath.Dir(path))+"-"+filepath.Base(path))
+func (a *Agent) quarantine(sf spoolFile, cause error) {
+	dir := filepath.Join(a.cfg.DataDir, quarantineDir)
+	dst := filepath.Join(dir, sf.camera+"-"+filepath.Base(sf.path))
 	err := os.MkdirAll(dir, 0o700)
 	if err == nil {
-		err = os.Rename(path, dst)
+		err = os.Rename(sf.path, dst)
 	}
-	msg := fmt.Sprintf("unreadable spool file %s: %v", path, cause)
+	msg := fmt.Sprintf("spool file %s is not a segment: %v", sf.path, cause)
 	if err != nil {
 		msg += fmt.Sprintf(" (could not move it aside: %v)", err)
 	} else {
@@ -82,18 +98,27 @@ func (a *Agent) quarantine(path string, cause error) {
 	a.raise(AlarmSpoolRecovery, msg)
 }
 
-// reconcileWhenReady runs reconcile once, logging its outcome.
+// reconcileWhenReady runs reconcile once the store can be reached.
 func (a *Agent) reconcileWhenReady(ctx context.Context) {
-	res, err := a.reconcile(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			a.raise(AlarmReconcile, fmt.Sprintf("reconcile index and store: %v", err))
+	defer a.uploads.stopTracking()
+	for {
+		res, err := a.reconcile(ctx)
+		if ctx.Err() != nil {
+			return
 		}
-		return
+		if err == nil {
+			a.clear(AlarmReconcile)
+			a.log.Info("index and store reconciled", "objects", res.Objects, "indexed", res.Indexed,
+				"missing", res.Missing, "unplayable", res.Unplayable, "expiry_shortened", res.Shortened)
+			return
+		}
+		a.raise(AlarmReconcile, fmt.Sprintf("reconcile index and store (retrying): %v", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(storeRetry):
+		}
 	}
-	a.clear(AlarmReconcile)
-	a.log.Info("index and store reconciled", "objects", res.Objects, "indexed", res.Indexed,
-		"missing", res.Missing, "unplayable", res.Unplayable)
 }
 
 // ReconcileResult counts what reconciliation found.
@@ -102,82 +127,102 @@ type ReconcileResult struct {
 	Indexed    int // objects that had no index entry and were indexed
 	Missing    int // index entries without an object, now marked missing
 	Unplayable int // objects without an index entry that are not playable segments
+	Shortened  int // entries whose expiry moved earlier to a shorter retention
 }
 
 // reconcile makes index and store agree: objects without an index entry are
 // indexed (after checking they are playable segments), entries without an
-// object are marked missing and reported. It deletes nothing, ever: an
-// empty or lost index is a reason to rebuild it, not to destroy footage.
+// object are marked missing and reported, and expiries follow a retention
+// that was shortened since. It deletes nothing, ever: an empty or lost index
+// is a reason to rebuild it, not to destroy footage.
 func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
+	store, err := a.store.get(ctx)
+	if err != nil {
+		return res, err
+	}
+	indexed := make(map[string]storage.Segment)
+	if err := a.index.ForEach(func(seg storage.Segment) error {
+		indexed[seg.ID] = seg
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("walk index: %w", err)
+	}
+
 	seen := make(map[string]bool)
 	var orphans []storage.KeyParts
-	var firstUnplayable string
-	err := a.store.List(ctx, a.cfg.District+"/", func(obj storage.ObjectInfo) error {
+	err = store.List(ctx, a.cfg.District+"/", func(obj storage.ObjectInfo) error {
 		kp, err := storage.ParseSegmentKey(obj.Key)
 		if err != nil {
 			return nil // not ours to judge
 		}
 		res.Objects++
 		seen[kp.ID] = true
-		if _, err := a.index.Get(kp.ID); errors.Is(err, index.ErrNotFound) {
+		if _, ok := indexed[kp.ID]; !ok {
 			orphans = append(orphans, kp)
-		} else if err != nil {
-			return err
 		}
 		return nil
 	})
 	if err != nil {
 		return res, fmt.Errorf("list store: %w", err)
 	}
+
+	var firstUnplayable string
 	for _, kp := range orphans {
-		if a.uploads.storedThisRun(kp.ID) {
+		if a.uploads.handling(kp.ID) {
+			continue // being stored and indexed by this run
+		}
+		seg, err := a.indexOrphan(ctx, store, kp)
+		if errors.Is(err, segmenter.ErrCorrupt) || errors.Is(err, segmenter.ErrNoFootage) {
+			res.Unplayable++
+			key := storage.SegmentKey(kp.District, kp.Camera, kp.Start, kp.ID)
+			if firstUnplayable == "" {
+				firstUnplayable = key
+			}
+			a.log.Error("object in the store is not a playable segment; left alone", "key", key, "error", err)
 			continue
 		}
-		seg, err := a.indexOrphan(ctx, kp)
 		if err != nil {
-			if ctx.Err() != nil {
-				return res, ctx.Err()
-			}
-			res.Unplayable++
-			if firstUnplayable == "" {
-				firstUnplayable = storage.SegmentKey(kp.District, kp.Camera, kp.Start, kp.ID)
-			}
-			a.log.Error("object in the store is not a playable segment; left alone", "id", kp.ID, "error", err)
-			continue
+			return res, err
 		}
 		res.Indexed++
 		a.log.Info("indexed object found in the store", "key", seg.Key)
 	}
 
-	var missing, found []string
 	var firstMissing string
-	err = a.index.ForEach(func(seg storage.Segment) error {
+	for id, seg := range indexed {
 		switch {
-		case !seen[seg.ID] && !seg.Missing && !a.uploads.storedThisRun(seg.ID):
-			missing = append(missing, seg.ID)
+		case !seen[id] && !seg.Missing && !a.uploads.handling(id):
+			// Listed before it was stored? Ask the store once more.
+			if _, err := store.Stat(ctx, seg.Key); !errors.Is(err, storage.ErrNotFound) {
+				if err != nil {
+					return res, err
+				}
+				continue
+			}
+			if err := a.index.SetMissing(id, true); err != nil {
+				return res, err
+			}
+			res.Missing++
 			if firstMissing == "" {
 				firstMissing = seg.Key
 			}
-		case seen[seg.ID] && seg.Missing:
-			found = append(found, seg.ID)
+		case seen[id] && seg.Missing:
+			if err := a.index.SetMissing(id, false); err != nil {
+				return res, err
+			}
 		}
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("walk index: %w", err)
-	}
-	for _, id := range missing {
-		if err := a.index.SetMissing(id, true); err != nil {
-			return res, err
-		}
-	}
-	for _, id := range found {
-		if err := a.index.SetMissing(id, false); err != nil {
-			return res, err
+		// Retention is a maximum: a shortened one applies to what exists.
+		if limit := seg.Start.Add(a.retentionOf(seg.Camera)); seg.Expires.After(limit) {
+			if err := a.index.Update(id, func(s *storage.Segment) error {
+				s.Expires = s.Start.Add(a.retentionOf(s.Camera))
+				return nil
+			}); err != nil {
+				return res, err
+			}
+			res.Shortened++
 		}
 	}
-	res.Missing = len(missing)
 	if res.Missing > 0 {
 		a.raise(AlarmMissingObjects, fmt.Sprintf("%d indexed segments are missing from the store (first: %s)", res.Missing, firstMissing))
 	}
@@ -187,37 +232,42 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 	return res, nil
 }
 
-// indexOrphan reads an object that has no index entry, checks that it is a
-// playable segment, and indexes it.
-func (a *Agent) indexOrphan(ctx context.Context, kp storage.KeyParts) (storage.Segment, error) {
+// indexOrphan checks that an object without an index entry is a playable
+// segment, and indexes it. Errors wrapping segmenter.ErrCorrupt or
+// ErrNoFootage mean it is not; others are I/O errors.
+func (a *Agent) indexOrphan(ctx context.Context, store storage.ObjectStore, kp storage.KeyParts) (storage.Segment, error) {
 	key := storage.SegmentKey(kp.District, kp.Camera, kp.Start, kp.ID)
-	rc, _, err := a.store.Get(ctx, key)
+	rc, obj, err := store.Get(ctx, key)
 	if err != nil {
 		return storage.Segment{}, err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(a.cfg.DataDir, ".reconcile-*")
-	if err != nil {
-		return storage.Segment{}, err
+	// The fs store hands out the file itself: probe it in place. Others are
+	// copied once to a local file rather than probed with many small reads.
+	r, ok := rc.(*os.File)
+	if !ok {
+		tmp, err := os.CreateTemp(filepath.Join(a.cfg.DataDir, tmpDir), "object-*")
+		if err != nil {
+			return storage.Segment{}, err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		if _, err := io.Copy(tmp, rc); err != nil {
+			return storage.Segment{}, fmt.Errorf("read %s: %w", key, err)
+		}
+		r = tmp
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	h := sha256.New()
-	size, err := io.Copy(io.MultiWriter(tmp, h), rc)
-	if err != nil {
-		return storage.Segment{}, fmt.Errorf("read %s: %w", key, err)
-	}
-	info, err := segmenter.Probe(tmp, size)
+	info, err := segmenter.Probe(r, obj.Size)
 	if err != nil {
 		return storage.Segment{}, err
 	}
 	if !info.Complete {
-		return storage.Segment{}, fmt.Errorf("%s: %d bytes of garbage after the last fragment", key, size-info.ValidSize)
+		return storage.Segment{}, fmt.Errorf("%w: %s has %d bytes of garbage after the last fragment", segmenter.ErrCorrupt, key, obj.Size-info.ValidSize)
 	}
 	seg := storage.Segment{
 		ID: kp.ID, District: kp.District, Camera: kp.Camera,
 		Start: kp.Start, End: kp.Start.Add(info.Duration),
-		Bytes: size, SHA256: hex.EncodeToString(h.Sum(nil)), Codec: info.Codec,
+		Bytes: obj.Size, SHA256: info.SHA256, Codec: info.Codec,
 		Key: key, Recovered: true,
 	}
 	seg.Expires = seg.Start.Add(a.retentionOf(kp.Camera))

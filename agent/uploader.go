@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -24,38 +25,59 @@ const (
 )
 
 // uploader moves finished segments from the spool to the store, then the
-// index, then removes the spool file, in that order.
+// index, then removes the spool file, in that order. A segment that fails
+// waits with its own backoff while the others go on.
 type uploader struct {
 	a   *Agent
 	log *slog.Logger
 
 	mu       sync.Mutex
 	cond     *sync.Cond
-	queue    []uploadJob
+	queue    []*uploadJob
 	inFlight int
-	failures int
+	failures int // consecutive failures, any job
 	stopped  bool
-	// done holds the ids stored by this process, so reconciliation does not
-	// take a segment stored after its listing for a missing one.
-	done map[string]bool
+	// tracked holds the ids this run is storing or has stored, until the
+	// start-up reconciliation is done, so it does not take a segment stored
+	// meanwhile for a missing or unindexed one.
+	tracked map[string]bool
 }
 
 type uploadJob struct {
-	camera string
-	fin    *segmenter.Finished
+	camera    string
+	fin       *segmenter.Finished
+	attempts  int
+	notBefore time.Time
 }
 
 func newUploader(a *Agent) *uploader {
-	u := &uploader{a: a, log: a.opts.Logger.With("component", "uploader"), done: make(map[string]bool)}
+	u := &uploader{a: a, log: a.opts.Logger.With("component", "uploader"), tracked: make(map[string]bool)}
 	u.cond = sync.NewCond(&u.mu)
 	return u
 }
 
 func (u *uploader) enqueue(camera string, fin *segmenter.Finished) {
 	u.mu.Lock()
-	u.queue = append(u.queue, uploadJob{camera, fin})
+	u.queue = append(u.queue, &uploadJob{camera: camera, fin: fin})
+	if u.tracked != nil {
+		u.tracked[fin.ID] = true
+	}
 	u.mu.Unlock()
 	u.cond.Signal()
+}
+
+// handling reports whether this run queued the segment for storage.
+func (u *uploader) handling(id string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.tracked[id]
+}
+
+// stopTracking ends the bookkeeping needed by reconciliation.
+func (u *uploader) stopTracking() {
+	u.mu.Lock()
+	u.tracked = nil
+	u.mu.Unlock()
 }
 
 // pending counts segments not yet stored.
@@ -63,12 +85,6 @@ func (u *uploader) pending() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.queue) + u.inFlight
-}
-
-func (u *uploader) storedThisRun(id string) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.done[id]
 }
 
 func (u *uploader) run(ctx context.Context) {
@@ -79,6 +95,19 @@ func (u *uploader) run(ctx context.Context) {
 		u.mu.Unlock()
 		u.cond.Broadcast()
 	}()
+	// Wake the workers when a job's backoff ends.
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				u.cond.Broadcast()
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for range uploadWorkers {
 		wg.Add(1)
@@ -87,59 +116,77 @@ func (u *uploader) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// next takes the first job whose backoff is over, waiting for one.
+func (u *uploader) next() *uploadJob {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for {
+		if u.stopped {
+			return nil
+		}
+		now := time.Now()
+		for i, job := range u.queue {
+			if !job.notBefore.After(now) {
+				u.queue = append(u.queue[:i], u.queue[i+1:]...)
+				u.inFlight++
+				return job
+			}
+		}
+		u.cond.Wait()
+	}
+}
+
 func (u *uploader) work(ctx context.Context) {
 	for {
-		u.mu.Lock()
-		for len(u.queue) == 0 && !u.stopped {
-			u.cond.Wait()
-		}
-		if u.stopped {
-			u.mu.Unlock()
+		job := u.next()
+		if job == nil {
 			return
 		}
-		job := u.queue[0]
-		u.queue = u.queue[1:]
-		u.inFlight++
-		u.mu.Unlock()
-
 		err := u.upload(ctx, job)
 
 		u.mu.Lock()
 		u.inFlight--
-		if err != nil {
-			// Back to the queue; the file stays in the spool meanwhile.
+		switch {
+		case err == nil:
+			u.failures = 0
+		case errors.Is(err, errStopped):
+			u.queue = append(u.queue, job) // stays in the spool for the next start
+		case errors.Is(err, errSpoolGone):
+			// The spool file is gone: nothing left to store. Say so loudly.
+		default:
+			job.attempts++
+			job.notBefore = time.Now().Add(retryDelay(job.attempts))
 			u.queue = append(u.queue, job)
 			u.failures++
-		} else {
-			u.failures = 0
-			u.done[job.fin.ID] = true
 		}
 		failures := u.failures
 		u.mu.Unlock()
 		u.cond.Broadcast()
 
-		if err == nil {
-			u.a.clear(AlarmStoreFailing)
-			continue
-		}
-		if errors.Is(err, errStopped) {
+		switch {
+		case err == nil:
+			if failures == 0 {
+				u.a.clear(AlarmStoreFailing)
+			}
+		case errors.Is(err, errStopped):
 			return
-		}
-		u.log.Error("storing segment failed; will retry", "camera", job.camera, "id", job.fin.ID, "error", err)
-		if failures >= uploadAlarmAfter {
-			u.a.raise(AlarmStoreFailing, fmt.Sprintf("segments cannot be stored (%d failures in a row): %v", failures, err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(retryDelay(failures)):
+		case errors.Is(err, errSpoolGone):
+			u.a.raise(AlarmSpoolLost, fmt.Sprintf("segment %s of %s vanished from the spool before it was stored: %v", job.fin.ID, job.camera, err))
+		default:
+			u.log.Error("storing segment failed; will retry", "camera", job.camera, "id", job.fin.ID, "attempt", job.attempts, "error", err)
+			if failures >= uploadAlarmAfter {
+				u.a.raise(AlarmStoreFailing, fmt.Sprintf("segments cannot be stored (%d failures in a row): %v", failures, err))
+			}
 		}
 	}
 }
 
-func retryDelay(failures int) time.Duration {
+// errSpoolGone means the segment's spool file no longer exists.
+var errSpoolGone = errors.New("spool file gone")
+
+func retryDelay(attempts int) time.Duration {
 	d := uploadMinBackoff
-	for i := 1; i < failures && d < uploadMaxBackoff; i++ {
+	for i := 1; i < attempts && d < uploadMaxBackoff; i++ {
 		d *= 2
 	}
 	d = min(d, uploadMaxBackoff)
@@ -147,15 +194,25 @@ func retryDelay(failures int) time.Duration {
 }
 
 // upload stores one spool file, indexes it and removes the file.
-func (u *uploader) upload(ctx context.Context, job uploadJob) error {
+func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 	a := u.a
 	seg := job.fin.Segment(a.cfg.District, job.camera)
 	seg.Expires = seg.Start.Add(a.retentionOf(job.camera))
+	store, err := a.store.get(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		return err
+	}
 	f, err := os.Open(job.fin.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %v", errSpoolGone, err)
+	}
 	if err != nil {
 		return fmt.Errorf("open spool file: %w", err)
 	}
-	err = a.store.Put(ctx, seg.Key, f, job.fin.Bytes)
+	err = store.Put(ctx, seg.Key, f, job.fin.Bytes)
 	f.Close()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -170,7 +227,7 @@ func (u *uploader) upload(ctx context.Context, job uploadJob) error {
 		return fmt.Errorf("index: %w", err)
 	}
 	if err := os.Remove(job.fin.Path); err != nil {
-		// Stored and indexed: a leftover spool file is only uploaded again.
+		// Stored and indexed: a leftover spool file is only stored again.
 		u.log.Warn("remove spool file", "path", job.fin.Path, "error", err)
 	}
 	u.log.Info("segment stored", "camera", job.camera, "id", seg.ID,
