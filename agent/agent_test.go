@@ -266,6 +266,12 @@ func TestCameraServerRestart(t *testing.T) {
 	if st.Stream.LastError == "" {
 		t.Error("down without an error in the status")
 	}
+	// Retries keep the camera down since the outage began.
+	time.Sleep(1500 * time.Millisecond)
+	if st := ra.Status().Cameras[0]; st.Stream.State != ingest.StateDown || st.Stream.Since.After(outage.Add(2*time.Second)) {
+		t.Errorf("during the outage: state %s since %s (outage at %s)", st.Stream.State,
+			st.Stream.Since.Format(time.TimeOnly), outage.Format(time.TimeOnly))
+	}
 	// The segment that was open when the camera went away is stored.
 	agenttest.WaitFor(t, 10*time.Second, "open segment stored", func() bool { return len(ra.segments()) >= 1 })
 	first := ra.segments()[0]
@@ -274,7 +280,6 @@ func TestCameraServerRestart(t *testing.T) {
 	}
 	checkStoredSegment(t, cfg, first, "h264")
 
-	time.Sleep(2 * time.Second)
 	sim2 := agenttest.StartSim(t, addr, clip)
 	back := time.Now()
 	agenttest.WaitFor(t, 5*time.Second, "camera up again within 5 s", func() bool {

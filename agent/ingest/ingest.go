@@ -208,24 +208,26 @@ func (s *Source) setState(st State, err error) {
 		s.status.State = st
 		s.status.Since = now
 	}
+	prevError := s.status.LastError
 	if err != nil {
 		s.status.LastError = s.scrub(err.Error())
 		s.status.LastErrorAt = now
 	}
 	status := s.status
 	s.mu.Unlock()
-	if !changed {
-		return
-	}
-	switch st {
-	case StateUp:
-		s.log.Info("camera up", "codec", status.Codec, "width", status.Width, "height", status.Height, "transport", status.Transport)
-	case StateDown:
-		if err == errStopped {
+	switch {
+	case st == StateDown && err == errStopped:
+		if changed {
 			s.log.Info("camera stopped")
-			return
 		}
+	case st == StateDown && changed:
 		s.log.Warn("camera down", "error", status.LastError)
+	case st == StateDown && status.LastError != prevError:
+		s.log.Warn("camera still down", "error", status.LastError, "since", status.Since)
+	case st == StateDown:
+		s.log.Debug("camera still down", "error", status.LastError)
+	case st == StateUp && changed:
+		s.log.Info("camera up", "codec", status.Codec, "width", status.Width, "height", status.Height, "transport", status.Transport)
 	}
 }
 
@@ -234,7 +236,11 @@ func (s *Source) setState(st State, err error) {
 func (s *Source) Run(ctx context.Context) error {
 	failures := 0
 	for {
-		s.setState(StateConnecting, nil)
+		// A camera that is down stays down, with the time of the first
+		// failure, while retrying: operators need the outage's length.
+		if s.Status().State != StateDown {
+			s.setState(StateConnecting, nil)
+		}
 		started := s.cfg.Now()
 		delivered, err := s.session(ctx)
 		if ctx.Err() != nil {
