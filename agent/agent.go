@@ -131,11 +131,7 @@ func openStore(ctx context.Context, sc config.Storage) (storage.ObjectStore, err
 	if sc.FS != nil {
 		return fs.Open(sc.FS.Path)
 	}
-	return s3.Open(ctx, s3.Config{
-		Endpoint: sc.S3.Endpoint, Bucket: sc.S3.Bucket,
-		AccessKey: sc.S3.AccessKey, SecretKey: sc.S3.SecretKey,
-		TLS: sc.S3.TLS, Region: sc.S3.Region,
-	})
+	return s3.Open(ctx, sc.S3.StoreConfig())
 }
 
 // Index gives read access to the segment index.

@@ -245,6 +245,7 @@ func (c *camera) onSegment(f *segmenter.Finished) {
 	c.mu.Lock()
 	c.segments++
 	c.lastSegment = f.End
+	c.lastError = "" // recording works again
 	c.mu.Unlock()
 	c.a.uploads.enqueue(c.cfg.ID, f)
 }

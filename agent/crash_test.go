@@ -54,15 +54,12 @@ func runChildAgent(path string) int {
 
 func writeYAML(t testing.TB, cfg *config.Config) string {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "district: %s\ndata_dir: %s\ncameras:\n", cfg.District, cfg.DataDir)
-	for _, c := range cfg.Cameras {
-		fmt.Fprintf(&b, "  - id: %s\n    url: %s\n    mode: %s\n    transport: %s\n    max_length: %s\n",
-			c.ID, c.URL, c.Mode, c.Transport, c.MaxLength)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "storage:\n  fs:\n    path: %s\n", cfg.Storage.FS.Path)
 	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -44,7 +44,7 @@ func (a *Agent) serveLocalAPI() (stop func(), err error) {
 		writeJSON(w, http.StatusOK, a.Status())
 	})
 	mux.HandleFunc("GET /v1/recordings", func(w http.ResponseWriter, r *http.Request) {
-		q, err := ParseRecordingsQuery(r.URL.Query().Get("camera"), r.URL.Query().Get("from"), r.URL.Query().Get("to"))
+		q, err := parseRecordingsQuery(r.URL.Query())
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -78,8 +78,8 @@ type RecordingsQuery struct {
 	From, To         time.Time
 }
 
-// ParseRecordingsQuery validates "district/camera" and RFC 3339 bounds.
-func ParseRecordingsQuery(camera, from, to string) (RecordingsQuery, error) {
+// NewRecordingsQuery validates "district/camera" and the span.
+func NewRecordingsQuery(camera string, from, to time.Time) (RecordingsQuery, error) {
 	var q RecordingsQuery
 	d, c, ok := strings.Cut(camera, "/")
 	if !ok {
@@ -91,18 +91,23 @@ func ParseRecordingsQuery(camera, from, to string) (RecordingsQuery, error) {
 	if err := storage.ValidateName("camera", c); err != nil {
 		return q, err
 	}
-	var err error
-	if q.From, err = time.Parse(time.RFC3339Nano, from); err != nil {
-		return q, fmt.Errorf("from: want RFC 3339 time, got %q", from)
-	}
-	if q.To, err = time.Parse(time.RFC3339Nano, to); err != nil {
-		return q, fmt.Errorf("to: want RFC 3339 time, got %q", to)
-	}
-	if !q.From.Before(q.To) {
+	if !from.Before(to) {
 		return q, errors.New("from must be before to")
 	}
-	q.District, q.Camera = d, c
-	return q, nil
+	return RecordingsQuery{District: d, Camera: c, From: from, To: to}, nil
+}
+
+// parseRecordingsQuery reads a query of the local API.
+func parseRecordingsQuery(v url.Values) (RecordingsQuery, error) {
+	from, err := time.Parse(time.RFC3339Nano, v.Get("from"))
+	if err != nil {
+		return RecordingsQuery{}, fmt.Errorf("from: want RFC 3339 time, got %q", v.Get("from"))
+	}
+	to, err := time.Parse(time.RFC3339Nano, v.Get("to"))
+	if err != nil {
+		return RecordingsQuery{}, fmt.Errorf("to: want RFC 3339 time, got %q", v.Get("to"))
+	}
+	return NewRecordingsQuery(v.Get("camera"), from, to)
 }
 
 // LocalClient talks to a running agent through its data dir's socket.

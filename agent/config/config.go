@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/s3"
 )
 
 // MaxRetention is the legal maximum: footage older than this is destroyed
@@ -73,7 +74,7 @@ type Camera struct {
 	URL string `yaml:"url"`
 	// DetectURL is an optional low-resolution stream used only for motion
 	// detection; the main stream is what is recorded.
-	DetectURL string    `yaml:"detect_url"`
+	DetectURL string    `yaml:"detect_url,omitempty"`
 	Mode      Mode      `yaml:"mode"`
 	Transport Transport `yaml:"transport"`
 	PreRoll   Duration  `yaml:"pre_roll"`
@@ -96,8 +97,8 @@ type Motion struct {
 
 // Storage selects exactly one object store.
 type Storage struct {
-	FS *FSStorage `yaml:"fs"`
-	S3 *S3Storage `yaml:"s3"`
+	FS *FSStorage `yaml:"fs,omitempty"`
+	S3 *S3Storage `yaml:"s3,omitempty"`
 }
 
 // FSStorage is the embedded filesystem store.
@@ -111,8 +112,13 @@ type S3Storage struct {
 	Bucket    string `yaml:"bucket"`
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
-	TLS       bool   `yaml:"tls"`
-	Region    string `yaml:"region"`
+	TLS       bool   `yaml:"tls,omitempty"`
+	Region    string `yaml:"region,omitempty"`
+}
+
+// StoreConfig is the s3 store's configuration.
+func (s *S3Storage) StoreConfig() s3.Config {
+	return s3.Config{Endpoint: s.Endpoint, Bucket: s.Bucket, AccessKey: s.AccessKey, SecretKey: s.SecretKey, TLS: s.TLS, Region: s.Region}
 }
 
 // Load reads and validates the configuration file at path.
@@ -321,20 +327,22 @@ func (s *Storage) check() error {
 		}
 		s.FS.Path = filepath.Clean(s.FS.Path)
 	default:
-		if s.S3.Endpoint == "" {
-			return errors.New("storage.s3.endpoint: required")
-		}
-		if strings.Contains(s.S3.Endpoint, "://") {
-			return errors.New("storage.s3.endpoint: give host:port without a scheme (use tls: true for https)")
-		}
-		if s.S3.Bucket == "" {
-			return errors.New("storage.s3.bucket: required")
-		}
-		if s.S3.AccessKey == "" || s.S3.SecretKey == "" {
-			return errors.New("storage.s3: access_key and secret_key are required")
+		// One validation for both: the s3 store's own.
+		sc := s.S3.StoreConfig()
+		if err := sc.CheckAndSetDefaults(); err != nil {
+			return fmt.Errorf("storage.s3: %s", strings.TrimPrefix(err.Error(), "s3: config: "))
 		}
 	}
 	return nil
+}
+
+// Marshal writes the configuration as YAML that Parse reads back.
+func (c *Config) Marshal() ([]byte, error) {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return data, nil
 }
 
 // CameraByID returns the camera with the given id.

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,8 @@ data_dir: /var/lib/vigil
 retention: 7d
 cameras:
   - id: gate
-    url: rtsp://user:secret@10.0.0.5:554/stream1
-    detect_url: rtsp://user:secret@10.0.0.5:554/stream2
+    url: rtsp://user:hunter2pw@10.0.0.5:554/stream1
+    detect_url: rtsp://user:hunter2pw@10.0.0.5:554/stream2
   - id: lobby
     url: rtsp://10.0.0.6/live
     mode: continuous
@@ -94,6 +95,17 @@ func TestParseErrors(t *testing.T) {
 		{"camera retention 8d", func(s string) string { return strings.Replace(s, "retention: 2d", "retention: 8d", 1) }, "above the legal maximum"},
 		{"retention bare number", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 7", 1) }, "duration must be a string"},
 		{"retention negative", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: -1h", 1) }, "must be positive"},
+		{"retention zero", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 0s", 1) }, "must be above zero"},
+		{"pre_roll zero", func(s string) string { return strings.Replace(s, "pre_roll: 3s", "pre_roll: 0d", 1) }, "must be above zero"},
+		{"s3 bad bucket", func(s string) string {
+			return strings.Replace(s, "  fs:\n    path: /srv/footage\n", "  s3:\n    endpoint: minio:9000\n    bucket: Bad_Bucket\n    access_key: a\n    secret_key: s\n", 1)
+		}, "bucket"},
+		{"s3 missing secret", func(s string) string {
+			return strings.Replace(s, "  fs:\n    path: /srv/footage\n", "  s3:\n    endpoint: minio:9000\n    bucket: footage\n    access_key: a\n", 1)
+		}, "secret key is required"},
+		{"s3 endpoint with scheme", func(s string) string {
+			return strings.Replace(s, "  fs:\n    path: /srv/footage\n", "  s3:\n    endpoint: https://minio:9000\n    bucket: footage\n    access_key: a\n    secret_key: s\n", 1)
+		}, "without a scheme"},
 		{"retention garbage", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: forever", 1) }, "invalid duration"},
 		{"duplicate camera", func(s string) string { return strings.Replace(s, "id: lobby", "id: gate", 1) }, `duplicate camera id "gate"`},
 		{"bad url scheme", func(s string) string {
@@ -103,13 +115,13 @@ func TestParseErrors(t *testing.T) {
 			return strings.Replace(s, "rtsp://10.0.0.6/live", "rtsp:///live", 1)
 		}, "missing host"},
 		{"url bad port", func(s string) string {
-			return strings.Replace(s, "rtsp://user:secret@10.0.0.5:554/stream1", "rtsp://user:secret@10.0.0.5:99999/stream1", 1)
+			return strings.Replace(s, "rtsp://user:hunter2pw@10.0.0.5:554/stream1", "rtsp://user:hunter2pw@10.0.0.5:99999/stream1", 1)
 		}, "bad port"},
 		{"url unparsable", func(s string) string {
-			return strings.Replace(s, "rtsp://user:secret@10.0.0.5:554/stream1", "\"rtsp://user:secret@[::1/x\"", 1)
+			return strings.Replace(s, "rtsp://user:hunter2pw@10.0.0.5:554/stream1", "\"rtsp://user:hunter2pw@[::1/x\"", 1)
 		}, "not a valid URL"},
 		{"bad detect url", func(s string) string {
-			return strings.Replace(s, "rtsp://user:secret@10.0.0.5:554/stream2", "ftp://user:secret@x/", 1)
+			return strings.Replace(s, "rtsp://user:hunter2pw@10.0.0.5:554/stream2", "ftp://user:hunter2pw@x/", 1)
 		}, "detect_url"},
 		{"bad mode", func(s string) string { return strings.Replace(s, "mode: continuous", "mode: always", 1) }, "not one of motion, continuous"},
 		{"bad transport", func(s string) string { return strings.Replace(s, "transport: tcp", "transport: sctp", 1) }, "not one of auto, tcp, udp"},
@@ -144,7 +156,7 @@ func TestParseErrors(t *testing.T) {
 			if strings.Contains(msg, "\n") {
 				t.Fatalf("error is not one line: %q", msg)
 			}
-			if strings.Contains(msg, "secret") {
+			if strings.Contains(msg, "hunter2pw") {
 				t.Fatalf("error leaks the camera password: %q", msg)
 			}
 		})
@@ -210,5 +222,23 @@ func TestDeployExampleParses(t *testing.T) {
 	}
 	if len(cfg.Cameras) == 0 || cfg.Retention.Std() != MaxRetention {
 		t.Fatalf("example parsed as %+v", cfg)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	cfg, err := Parse([]byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(data)
+	if err != nil {
+		t.Fatalf("marshalled config does not load: %v\n%s", err, data)
+	}
+	if !reflect.DeepEqual(cfg, again) {
+		t.Fatalf("round trip changed the config:\n%+v\n%+v", cfg, again)
 	}
 }

@@ -52,9 +52,17 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
+	if v == 0 {
+		// Zero is how an unset duration looks: accepting it would turn
+		// "retention: 0s" into the 7-day default.
+		return fmt.Errorf("line %d: duration %q must be above zero (leave the key out for the default)", n.Line, n.Value)
+	}
 	*d = Duration(v)
 	return nil
 }
+
+// MarshalYAML writes the duration as ParseDuration reads it.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // String prints whole days as "Nd" and the rest as Go does.
 func (d Duration) String() string {

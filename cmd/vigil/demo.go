@@ -190,22 +190,17 @@ func printCameraChanges(ctx context.Context, a *agent.Agent, printf func(string,
 // writeDemoFiles writes the agent configuration the demo runs with (so it can
 // be reused with `vigil agent --config`) and demo.json.
 func writeDemoFiles(dataDir string, cfg *config.Config, info demoInfo) error {
-	y, err := os.OpenFile(info.AgentConfig, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	data, err := cfg.Marshal()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(y, "# Written by `vigil demo`; the simulated cameras' ports change at every run.\n")
-	fmt.Fprintf(y, "district: %s\ndata_dir: %s\nretention: %s\ncameras:\n", cfg.District, cfg.DataDir, cfg.Retention)
-	for _, c := range cfg.Cameras {
-		fmt.Fprintf(y, "  - id: %s\n    url: %s\n    transport: %s\n", c.ID, c.URL, c.Transport)
-	}
-	fmt.Fprintf(y, "storage:\n  fs:\n    path: %s\n", cfg.Storage.FS.Path)
-	if err := y.Close(); err != nil {
+	data = append([]byte("# Written by `vigil demo`; the simulated cameras' ports change at every run.\n"), data...)
+	if err := os.WriteFile(info.AgentConfig, data, 0o600); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(info, "", "  ")
+	js, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dataDir, "demo.json"), append(data, '\n'), 0o600)
+	return os.WriteFile(filepath.Join(dataDir, "demo.json"), append(js, '\n'), 0o600)
 }

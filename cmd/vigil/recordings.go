@@ -75,7 +75,7 @@ stopped.`,
 			if o.camera == "" {
 				return errors.New("--camera DISTRICT/CAMERA is required")
 			}
-			q, err := agent.ParseRecordingsQuery(o.camera, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+			q, err := agent.NewRecordingsQuery(o.camera, from, to)
 			if err != nil {
 				return err
 			}
