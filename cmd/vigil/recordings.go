@@ -31,23 +31,11 @@ type recordingsListOptions struct {
 	output    outputFormat
 }
 
-// recordingJSON is the contract of `recordings list -o json` (DESIGN.md).
+// recordingJSON is the contract of `recordings list -o json` (DESIGN.md):
+// the segment's metadata and whether a hold covers it.
 type recordingJSON struct {
-	ID          string    `json:"id"`
-	District    string    `json:"district"`
-	Camera      string    `json:"camera"`
-	Start       time.Time `json:"start"`
-	End         time.Time `json:"end"`
-	Bytes       int64     `json:"bytes"`
-	SHA256      string    `json:"sha256"`
-	Key         string    `json:"key"`
-	Held        bool      `json:"held"`
-	HeldBy      []string  `json:"held_by"`
-	Codec       string    `json:"codec"`
-	MotionScore float64   `json:"motion_score"`
-	Expires     time.Time `json:"expires"`
-	Missing     bool      `json:"missing"`
-	Recovered   bool      `json:"recovered"`
+	storage.Segment
+	Held bool `json:"held"`
 }
 
 func newRecordingsListCommand() *cobra.Command {
@@ -121,12 +109,7 @@ func printRecordings(cmd *cobra.Command, format outputFormat, segs []storage.Seg
 	if format == "json" {
 		rows := make([]recordingJSON, 0, len(segs))
 		for _, s := range segs {
-			rows = append(rows, recordingJSON{
-				ID: s.ID, District: s.District, Camera: s.Camera, Start: s.Start, End: s.End,
-				Bytes: s.Bytes, SHA256: s.SHA256, Key: s.Key, Held: s.Held(), HeldBy: nonNil(s.HeldBy),
-				Codec: s.Codec, MotionScore: s.MotionScore, Expires: s.Expires,
-				Missing: s.Missing, Recovered: s.Recovered,
-			})
+			rows = append(rows, recordingJSON{Segment: s, Held: s.Held()})
 		}
 		return writeJSON(out, rows)
 	}
@@ -153,13 +136,6 @@ func printRecordings(cmd *cobra.Command, format outputFormat, segs []storage.Seg
 			s.Duration().Round(100*time.Millisecond), humanBytes(s.Bytes), s.Codec, held, status, s.ID)
 	}
 	return tw.Flush()
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 func humanBytes(n int64) string {
