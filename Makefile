@@ -6,6 +6,8 @@ TOOLS     := $(CURDIR)/.tools/bin
 MINIO     := $(TOOLS)/minio
 MINIO_MOD := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 BENCH_CLIP := agent/camerasim/testdata/bench/bench-1080p.mp4
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # sudo only when not root (CI and these machines run as root).
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -26,7 +28,7 @@ demo: ffmpeg build ## Run simulated cameras and an agent recording them (Ctrl-C 
 	./$(BIN) demo
 
 .PHONY: test
-test: ffmpeg minio fmt-check ## Install what tests need, check formatting and vet, run every test with -race
+test: ffmpeg minio proto-tools fmt-check ## Install what tests need, check formatting and vet, run every test with -race
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
 
@@ -49,6 +51,24 @@ fuzz: ## Run each fuzz target for 30 s
 	$(GO) test ./agent/config/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./agent/segmenter/ -run '^$$' -fuzz FuzzProbe -fuzztime 30s
 	$(GO) test ./agent/media/ -run '^$$' -fuzz FuzzAssembler -fuzztime 30s
+
+.PHONY: proto
+proto: proto-tools ## Regenerate the Go code of proto/*.proto (pinned protoc plugins)
+	proto/generate.sh
+
+.PHONY: proto-tools
+proto-tools: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Install protoc (apt) and the pinned protoc plugins
+	@command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/timestamp.proto ] || { \
+		echo "installing protobuf-compiler (apt)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler libprotobuf-dev >/dev/null; }
+
+$(TOOLS)/protoc-gen-go:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+
+$(TOOLS)/protoc-gen-go-grpc:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
 
 .PHONY: ffmpeg
 ffmpeg: ## Install Debian's ffmpeg when missing (motion detection, tests)

@@ -1,5 +1,5 @@
-// Package proto will hold the versioned gRPC definitions between agents,
-// central and the CLI, with their committed generated code.
-//
-// Not written yet: it comes with the central room and the agent link.
+// Package proto holds the versioned gRPC contracts of vigil and the test
+// that keeps their generated Go code in step with the .proto files:
+// agent/v1 (vigil.agent.v1: enrolment and the agent link) and ops/v1
+// (vigil.ops.v1: the API behind the CLI). Regenerate with make proto.
 package proto
