@@ -103,6 +103,8 @@ type Index struct {
 	closed  bool
 	ops     chan *writeOp
 	stopped chan struct{}
+	// reportsAdded wakes the outbox's sender (outbox.go).
+	reportsAdded chan struct{}
 
 	// Test and benchmark instrumentation.
 	commits      atomic.Int64 // bbolt write transactions committed
@@ -133,7 +135,7 @@ func Open(path string, opts Options) (*Index, error) {
 		opts.InitialMmapSize = defaultInitialMmapSize
 	}
 
-	ix := &Index{path: path, readOnly: opts.ReadOnly}
+	ix := &Index{path: path, readOnly: opts.ReadOnly, reportsAdded: make(chan struct{}, 1)}
 	info, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist) || (err == nil && info.Size() == 0):

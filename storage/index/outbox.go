@@ -1,0 +1,217 @@
+package index
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-cctv/vigil/storage"
+)
+
+// The outbox holds the reports the agent owes central, in the same file as
+// the index so that a segment and the report of it are written in one
+// transaction: no crash can leave a segment indexed but never reported, or
+// reported but not indexed. Reports are opaque payloads to this package,
+// numbered by a sequence that never goes back, even across restarts and
+// after every report has been acknowledged.
+var (
+	bucketOutbox = []byte("outbox") // seq (8 bytes, big endian) → payload
+	keyNextSeq   = []byte("outbox_next_seq")
+	keyStarted   = []byte("outbox_started")
+)
+
+// Report is one queued report.
+type Report struct {
+	Seq     uint64
+	Payload []byte
+}
+
+// ErrOutboxStarted means StartOutbox was called for an outbox already started.
+var ErrOutboxStarted = errors.New("outbox already started")
+
+// appendTx queues payload with the next sequence number.
+func appendTx(tx *bolt.Tx, payload []byte) (uint64, error) {
+	out, err := tx.CreateBucketIfNotExists(bucketOutbox)
+	if err != nil {
+		return 0, err
+	}
+	meta := tx.Bucket(bucketMeta)
+	seq := uint64(1)
+	if v := meta.Get(keyNextSeq); len(v) == 8 {
+		seq = binary.BigEndian.Uint64(v)
+	}
+	if err := meta.Put(keyNextSeq, binary.BigEndian.AppendUint64(nil, seq+1)); err != nil {
+		return 0, err
+	}
+	return seq, out.Put(binary.BigEndian.AppendUint64(nil, seq), payload)
+}
+
+// OutboxStarted reports whether StartOutbox has run on this index.
+func (ix *Index) OutboxStarted() (bool, error) {
+	var started bool
+	err := ix.view(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			started = meta.Get(keyStarted) != nil
+		}
+		return nil
+	})
+	return started, err
+}
+
+// StartOutbox turns reporting on: in one transaction, it queues the report
+// that payloadFor makes of every segment already indexed (what central has
+// never heard of), and marks the outbox started. It runs once per index; a
+// second call fails with ErrOutboxStarted.
+func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segment) ([]byte, error)) (int, error) {
+	n := 0
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyStarted) != nil {
+			return ErrOutboxStarted
+		}
+		c := tx.Bucket(bucketSegments).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			s, err := decodeSegment(v)
+			if err != nil {
+				return fmt.Errorf("%w: stored record %q: %w", ErrCorrupt, k, err)
+			}
+			p, err := payloadFor(s)
+			if err != nil {
+				return err
+			}
+			if _, err := appendTx(tx, p); err != nil {
+				return err
+			}
+			n++
+		}
+		return meta.Put(keyStarted, []byte{1})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: start outbox: %w", err)
+	}
+	ix.notifyReports()
+	return n, nil
+}
+
+// PutReported is Put, plus payload queued in the outbox in the same
+// transaction. It returns the report's sequence number.
+func (ix *Index) PutReported(ctx context.Context, seg *storage.Segment, payload []byte) (uint64, error) {
+	if seg == nil {
+		return 0, fmt.Errorf("index: put: %w: nil segment", ErrInvalidSegment)
+	}
+	if err := validate(seg); err != nil {
+		return 0, fmt.Errorf("index: put %s: %w", seg.ID, err)
+	}
+	s := *seg
+	s.HeldBy = slices.Clone(seg.HeldBy)
+	val := encodeSegment(&s)
+	var seq uint64
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		if err := putTx(tx, &s, val, true); err != nil {
+			return err
+		}
+		var err error
+		seq, err = appendTx(tx, payload)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: put %s: %w", seg.ID, err)
+	}
+	ix.notifyReports()
+	return seq, nil
+}
+
+// AppendReport queues a report that goes with no index change (a camera's
+// status, say).
+func (ix *Index) AppendReport(ctx context.Context, payload []byte) (uint64, error) {
+	var seq uint64
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		var err error
+		seq, err = appendTx(tx, payload)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: append report: %w", err)
+	}
+	ix.notifyReports()
+	return seq, nil
+}
+
+// Reports returns up to max queued reports with a sequence number above
+// after, in order.
+func (ix *Index) Reports(after uint64, max int) ([]Report, error) {
+	var out []Report
+	err := ix.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil && len(out) < max; k, v = c.Next() {
+			out = append(out, Report{Seq: binary.BigEndian.Uint64(k), Payload: slices.Clone(v)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: read reports: %w", err)
+	}
+	return out, nil
+}
+
+// AckReports forgets the reports up to and including seq: central has
+// applied them durably.
+func (ix *Index) AckReports(seq uint64) error {
+	err := ix.submit(context.Background(), func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: ack reports: %w", err)
+	}
+	return nil
+}
+
+// OutboxState is the number of queued reports and the last sequence number
+// handed out (0 before any).
+func (ix *Index) OutboxState() (pending int, lastSeq uint64, err error) {
+	err = ix.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketOutbox); b != nil {
+			pending = b.Stats().KeyN
+		}
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			if v := meta.Get(keyNextSeq); len(v) == 8 {
+				lastSeq = binary.BigEndian.Uint64(v) - 1
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("index: outbox state: %w", err)
+	}
+	return pending, lastSeq, nil
+}
+
+// ReportsAdded is signalled (without blocking, coalescing) after reports are
+// queued, so a sender can sleep until there is something to send.
+func (ix *Index) ReportsAdded() <-chan struct{} { return ix.reportsAdded }
+
+func (ix *Index) notifyReports() {
+	select {
+	case ix.reportsAdded <- struct{}{}:
+	default:
+	}
+}
