@@ -21,7 +21,7 @@ import (
 var (
 	bucketOutbox = []byte("outbox") // seq (8 bytes, big endian) → payload
 	keyNextSeq   = []byte("outbox_next_seq")
-	keyStarted   = []byte("outbox_started")
+	keyStarted   = []byte("outbox_started") // value: the outbox id
 )
 
 // Report is one queued report.
@@ -50,16 +50,18 @@ func appendTx(tx *bolt.Tx, payload []byte) (uint64, error) {
 	return seq, out.Put(binary.BigEndian.AppendUint64(nil, seq), payload)
 }
 
-// OutboxStarted reports whether StartOutbox has run on this index.
-func (ix *Index) OutboxStarted() (bool, error) {
-	var started bool
+// OutboxID is the id StartOutbox gave this outbox, "" before it ran. A new
+// index file (the old one lost) gets a new id, telling central that sequence
+// numbers start again and its picture of the district must be rebuilt.
+func (ix *Index) OutboxID() (string, error) {
+	var id string
 	err := ix.view(func(tx *bolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil {
-			started = meta.Get(keyStarted) != nil
+			id = string(meta.Get(keyStarted))
 		}
 		return nil
 	})
-	return started, err
+	return id, err
 }
 
 // StartOutbox turns reporting on: in one transaction, it queues the report
@@ -68,6 +70,7 @@ func (ix *Index) OutboxStarted() (bool, error) {
 // second call fails with ErrOutboxStarted.
 func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segment) ([]byte, error)) (int, error) {
 	n := 0
+	outboxID := storage.NewSegmentID() // any random id will do
 	err := ix.submit(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		meta := tx.Bucket(bucketMeta)
@@ -89,7 +92,7 @@ func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segmen
 			}
 			n++
 		}
-		return meta.Put(keyStarted, []byte{1})
+		return meta.Put(keyStarted, []byte(outboxID))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("index: start outbox: %w", err)

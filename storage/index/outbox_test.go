@@ -20,7 +20,7 @@ func TestOutbox(t *testing.T) {
 	ctx := context.Background()
 	// Segments indexed before reporting starts are reported by StartOutbox.
 	MustPut(t, ix, seg("a", "n/c", t0, time.Minute), seg("b", "n/c", t0.Add(time.Minute), time.Minute))
-	if started, _ := ix.OutboxStarted(); started {
+	if id, _ := ix.OutboxID(); id != "" {
 		t.Fatal("outbox started by itself")
 	}
 	n, err := ix.StartOutbox(ctx, func(s storage.Segment) ([]byte, error) { return []byte("stored " + s.ID), nil })
@@ -70,8 +70,8 @@ func TestOutbox(t *testing.T) {
 	if seq, err := ix.AppendReport(ctx, []byte("after")); err != nil || seq != 5 {
 		t.Fatalf("after reopen: %d, %v", seq, err)
 	}
-	if started, _ := ix.OutboxStarted(); !started {
-		t.Fatal("started flag lost")
+	if id, _ := ix.OutboxID(); len(id) != 16 {
+		t.Fatalf("outbox id %q lost", id)
 	}
 }
 

@@ -369,8 +369,12 @@ type Hello struct {
 	District     string                 `protobuf:"bytes,1,opt,name=district,proto3" json:"district,omitempty"`
 	AgentVersion string                 `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// The agent's clock when it sent the Hello, to measure clock offset.
-	Clock         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=clock,proto3" json:"clock,omitempty"`
-	Cameras       []string               `protobuf:"bytes,4,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	Clock   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=clock,proto3" json:"clock,omitempty"`
+	Cameras []string               `protobuf:"bytes,4,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	// Identifies the agent's outbox. Sequence numbers count within one
+	// outbox; an agent whose index was lost starts a new outbox, which
+	// replaces everything central knew of the district's segments.
+	OutboxId      string `protobuf:"bytes,5,opt,name=outbox_id,json=outboxId,proto3" json:"outbox_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +435,13 @@ func (x *Hello) GetCameras() []string {
 		return x.Cameras
 	}
 	return nil
+}
+
+func (x *Hello) GetOutboxId() string {
+	if x != nil {
+		return x.OutboxId
+	}
+	return ""
 }
 
 type Welcome struct {
@@ -1338,12 +1349,13 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\awelcome\x18\x01 \x01(\v2\x17.vigil.agent.v1.WelcomeH\x00R\awelcome\x12'\n" +
 	"\x03ack\x18\x02 \x01(\v2\x13.vigil.agent.v1.AckH\x00R\x03ack\x123\n" +
 	"\acommand\x18\x03 \x01(\v2\x17.vigil.agent.v1.CommandH\x00R\acommandB\x06\n" +
-	"\x04body\"\x94\x01\n" +
+	"\x04body\"\xb1\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bdistrict\x18\x01 \x01(\tR\bdistrict\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x120\n" +
 	"\x05clock\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05clock\x12\x18\n" +
-	"\acameras\x18\x04 \x03(\tR\acameras\"k\n" +
+	"\acameras\x18\x04 \x03(\tR\acameras\x12\x1b\n" +
+	"\toutbox_id\x18\x05 \x01(\tR\boutboxId\"k\n" +
 	"\aWelcome\x12?\n" +
 	"\rcentral_clock\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\fcentralClock\x12\x1f\n" +
 	"\vapplied_seq\x18\x02 \x01(\x04R\n" +

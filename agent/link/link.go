@@ -1,0 +1,318 @@
+// Package link is the agent's side of the connection to central: one
+// bidirectional gRPC stream over mutual TLS, opened by the agent (districts
+// sit behind NAT), carrying the reports of the agent's durable outbox up and
+// central's commands down.
+//
+// Delivery is at least once: reports stay in the outbox (stored in the
+// index file, storage/index) until central acknowledges having applied them;
+// after a reconnection the agent resends everything after the sequence
+// number central says it applied. Central applies each report exactly once.
+package link
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
+	"github.com/vigil-cctv/vigil/storage/index"
+)
+
+// Tuning of the link.
+const (
+	// sendBatch is how many reports are read from the outbox at a time.
+	sendBatch = 512
+	// defaultHeartbeat is how often the agent's state is sent.
+	defaultHeartbeat = 5 * time.Second
+)
+
+// Config configures a Link.
+type Config struct {
+	District string
+	// Central is host:port of central's agent listener.
+	Central string
+	// TLS is the agent's client configuration: its certificate and
+	// central's pinned CA.
+	TLS *tls.Config
+	// Index holds the outbox.
+	Index   *index.Index
+	Version string
+	// Cameras lists the district's camera ids for the Hello.
+	Cameras []string
+	// Heartbeat returns the agent's state now (clock is filled in here).
+	Heartbeat func() *agentv1.Heartbeat
+	// HeartbeatEvery defaults to 5s.
+	HeartbeatEvery time.Duration
+	// MinBackoff and MaxBackoff bound the wait between connection attempts
+	// (defaults 1s and 30s).
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
+}
+
+// Status is the state of the link.
+type Status struct {
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	// Acked is the highest report central has confirmed.
+	Acked uint64 `json:"acked"`
+	// ClockOffset is the agent's clock minus central's, measured at Hello.
+	ClockOffset time.Duration `json:"clock_offset"`
+}
+
+// Link keeps the connection to central.
+type Link struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Link, error) {
+	switch {
+	case cfg.District == "" || cfg.Central == "":
+		return nil, errors.New("link: district and central address are required")
+	case cfg.TLS == nil:
+		return nil, errors.New("link: TLS configuration is required")
+	case cfg.Index == nil:
+		return nil, errors.New("link: index is required")
+	}
+	if cfg.Heartbeat == nil {
+		cfg.Heartbeat = func() *agentv1.Heartbeat { return &agentv1.Heartbeat{} }
+	}
+	if cfg.HeartbeatEvery == 0 {
+		cfg.HeartbeatEvery = defaultHeartbeat
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Link{cfg: cfg, log: cfg.Logger.With("component", "link", "central", cfg.Central)}, nil
+}
+
+// Status returns a snapshot.
+func (l *Link) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+func (l *Link) setConnected(on bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.status.Connected != on {
+		l.status.Connected = on
+		l.status.Since = time.Now()
+		if on {
+			l.log.Info("connected to central")
+		} else if err != nil {
+			l.log.Warn("disconnected from central", "error", err)
+		}
+	}
+	if err != nil {
+		l.status.LastError = err.Error()
+	}
+}
+
+// Run connects and reconnects until ctx ends.
+func (l *Link) Run(ctx context.Context) error {
+	conn, err := grpc.NewClient(l.cfg.Central,
+		grpc.WithTransportCredentials(credentials.NewTLS(l.cfg.TLS)),
+		// Find a dead connection (a district whose uplink dropped) within
+		// a minute rather than at the next TCP timeout.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 15 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return fmt.Errorf("link: %w", err)
+	}
+	defer conn.Close()
+	client := agentv1.NewLinkClient(conn)
+	failures := 0
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := l.session(ctx, client)
+		l.setConnected(false, err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(started) > time.Minute {
+			failures = 0
+		}
+		wait := backoff(l.cfg.MinBackoff, l.cfg.MaxBackoff, failures)
+		failures++
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+func backoff(lo, hi time.Duration, failures int) time.Duration {
+	d := lo
+	for i := 0; i < failures && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d/2 + rand.N(d/2+1)
+}
+
+// session runs one stream until it fails or ctx ends.
+func (l *Link) session(ctx context.Context, client agentv1.LinkClient) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	outboxID, err := l.cfg.Index.OutboxID()
+	if err != nil {
+		return err
+	}
+	sent := time.Now()
+	if err := stream.Send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{
+		District: l.cfg.District, AgentVersion: l.cfg.Version, Clock: timestamppb.New(sent),
+		Cameras: l.cfg.Cameras, OutboxId: outboxID,
+	}}}); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("welcome: %w", err)
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return errors.New("central did not answer the hello with a welcome")
+	}
+	// Central's clock at the midpoint of the exchange.
+	rtt := time.Since(sent)
+	offset := sent.Add(rtt / 2).Sub(welcome.GetCentralClock().AsTime())
+	if err := l.cfg.Index.AckReports(welcome.GetAppliedSeq()); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.status.Acked = welcome.GetAppliedSeq()
+	l.status.ClockOffset = offset
+	l.mu.Unlock()
+	l.setConnected(true, nil)
+	if offset > 2*time.Second || offset < -2*time.Second {
+		l.log.Warn("agent clock differs from central's", "offset", offset.Round(time.Millisecond))
+	}
+
+	var sendMu sync.Mutex
+	send := func(m *agentv1.AgentMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- l.receive(ctx, stream, send) }()
+	go func() { errs <- l.sendReports(ctx, welcome.GetAppliedSeq(), send) }()
+	err = <-errs
+	cancel()
+	return err
+}
+
+// receive handles central's messages: acknowledgements and commands.
+func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, send func(*agentv1.AgentMessage) error) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch body := msg.Body.(type) {
+		case *agentv1.CentralMessage_Ack:
+			if err := l.cfg.Index.AckReports(body.Ack.GetSeq()); err != nil {
+				return err
+			}
+			l.mu.Lock()
+			l.status.Acked = max(l.status.Acked, body.Ack.GetSeq())
+			l.mu.Unlock()
+		case *agentv1.CentralMessage_Command:
+			ack := l.handleCommand(ctx, body.Command)
+			if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+		default:
+			return fmt.Errorf("unexpected message %T from central", msg.Body)
+		}
+	}
+}
+
+func (l *Link) handleCommand(_ context.Context, cmd *agentv1.Command) *agentv1.CommandAck {
+	ack := &agentv1.CommandAck{RequestId: cmd.GetRequestId()}
+	switch cmd.Body.(type) {
+	case *agentv1.Command_Ping:
+		ack.Ok = true
+	default:
+		ack.Error = fmt.Sprintf("command %T not supported by this agent", cmd.Body)
+	}
+	return ack
+}
+
+// sendReports streams the outbox from after `from`, then waits for new
+// reports, sending a heartbeat every HeartbeatEvery.
+func (l *Link) sendReports(ctx context.Context, from uint64, send func(*agentv1.AgentMessage) error) error {
+	cursor := from
+	beat := time.NewTicker(l.cfg.HeartbeatEvery)
+	defer beat.Stop()
+	if err := l.sendHeartbeat(send); err != nil {
+		return err
+	}
+	for {
+		reports, err := l.cfg.Index.Reports(cursor, sendBatch)
+		if err != nil {
+			return err
+		}
+		for _, r := range reports {
+			var rep agentv1.Report
+			if err := proto.Unmarshal(r.Payload, &rep); err != nil {
+				return fmt.Errorf("outbox report %d: %w", r.Seq, err)
+			}
+			rep.Seq = r.Seq
+			if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_Report{Report: &rep}}); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+			cursor = r.Seq
+		}
+		if len(reports) == sendBatch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.cfg.Index.ReportsAdded():
+		case <-beat.C:
+			if err := l.sendHeartbeat(send); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (l *Link) sendHeartbeat(send func(*agentv1.AgentMessage) error) error {
+	hb := l.cfg.Heartbeat()
+	hb.Clock = timestamppb.Now()
+	if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_Heartbeat{Heartbeat: hb}}); err != nil {
+		return fmt.Errorf("send heartbeat: %w", err)
+	}
+	return nil
+}
