@@ -1,0 +1,141 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/vigil-cctv/vigil/central/users"
+	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
+)
+
+// ErrDenied is wrapped by every refusal of this package.
+var ErrDenied = errors.New("permission denied")
+
+// rule says who may call one method.
+type rule struct {
+	// public methods need no token at all.
+	public bool
+	// anyRole allows every authenticated user, whatever the role.
+	anyRole bool
+	// roles allowed when not public or anyRole.
+	roles []users.Role
+	// self also allows any authenticated user acting on their own account;
+	// the server applies it with AuthorizeSetPassword.
+	self bool
+	// district marks methods whose request names a district, or whose
+	// answer is per district: the server must check each district with
+	// AuthorizeDistrict, or drop out-of-scope rows with User.InScope.
+	district bool
+}
+
+var (
+	everyRole = []users.Role{users.RoleOperator, users.RoleOfficer, users.RoleAuditor, users.RoleAdmin}
+	adminOnly = []users.Role{users.RoleAdmin}
+	// footage are the roles that may see recording metadata. Not admin:
+	// DESIGN.md says administrators cannot view video without the operator
+	// role, and listing recordings is the first step to viewing them.
+	footage = []users.Role{users.RoleOperator, users.RoleOfficer, users.RoleAuditor}
+)
+
+// rules is the whole policy of the Ops service. A method missing here is
+// denied to everyone; TestMatrix fails for any RPC of the service that has
+// no rule.
+var rules = map[string]rule{
+	opsv1.Ops_Login_FullMethodName:  {public: true},
+	opsv1.Ops_Logout_FullMethodName: {anyRole: true},
+	opsv1.Ops_WhoAmI_FullMethodName: {anyRole: true},
+
+	// Enrolling an agent creates the identity of a district.
+	opsv1.Ops_CreateEnrollmentToken_FullMethodName: {roles: adminOnly, district: true},
+	// Agent health (cameras up or down, storage, clock) is no footage:
+	// everyone may see it for their districts, admins to run the system.
+	opsv1.Ops_ListAgents_FullMethodName:     {roles: everyRole, district: true},
+	opsv1.Ops_ListRecordings_FullMethodName: {roles: footage, district: true},
+
+	opsv1.Ops_AddUser_FullMethodName:     {roles: adminOnly},
+	opsv1.Ops_ListUsers_FullMethodName:   {roles: adminOnly},
+	opsv1.Ops_DisableUser_FullMethodName: {roles: adminOnly},
+	// Admins set anyone's password; everyone may change their own.
+	opsv1.Ops_SetPassword_FullMethodName: {roles: adminOnly, self: true},
+}
+
+// Public reports whether method may be called without a token (Login).
+func Public(method string) bool {
+	return rules[method].public
+}
+
+// DistrictScoped reports whether method acts on districts, so that the
+// server must also apply AuthorizeDistrict or User.InScope to what it
+// touches or returns.
+func DistrictScoped(method string) bool {
+	return rules[method].district
+}
+
+// Authorize returns nil if u may call method (a full gRPC method name such
+// as "/vigil.ops.v1.Ops/ListAgents"), and otherwise an error wrapping
+// ErrDenied that names the user's role and the method. Unknown methods,
+// callers without a valid role (the zero User: not authenticated) and
+// disabled users are denied; public methods are allowed to anyone.
+//
+// For SetPassword, Authorize allows administrators only: the server must
+// call AuthorizeSetPassword instead, which also allows people to change
+// their own password. Failing closed keeps a server that forgets the
+// special case from letting anyone reset anyone's password.
+func Authorize(u users.User, method string) error {
+	r, ok := rules[method]
+	if !ok {
+		return fmt.Errorf("authz: %w: unknown method %s", ErrDenied, method)
+	}
+	if r.public {
+		return nil
+	}
+	if err := caller(u, method); err != nil {
+		return err
+	}
+	if r.anyRole || slices.Contains(r.roles, u.Role) {
+		return nil
+	}
+	return fmt.Errorf("authz: %w: role %q may not call %s", ErrDenied, u.Role, method)
+}
+
+// caller checks that u is a usable identity at all.
+func caller(u users.User, method string) error {
+	if u.Name == "" || !u.Role.Valid() {
+		return fmt.Errorf("authz: %w: %s needs an authenticated user with a known role (got %q)", ErrDenied, method, u.Role)
+	}
+	if u.Disabled {
+		return fmt.Errorf("authz: %w: user %q is disabled", ErrDenied, u.Name)
+	}
+	return nil
+}
+
+// AuthorizeDistrict is Authorize plus the district scope: u must be allowed
+// to call method and district must be one of u's districts (any, when u has
+// none listed). The empty district is never in scope.
+func AuthorizeDistrict(u users.User, method, district string) error {
+	if err := Authorize(u, method); err != nil {
+		return err
+	}
+	if !u.InScope(district) {
+		return fmt.Errorf("authz: %w: role %q may not call %s for district %q: user %q is limited to %v",
+			ErrDenied, u.Role, method, district, u.Name, u.Districts)
+	}
+	return nil
+}
+
+// AuthorizeSetPassword decides SetPassword: an administrator may set
+// anyone's password, any other authenticated user only their own.
+func AuthorizeSetPassword(u users.User, target string) error {
+	const method = opsv1.Ops_SetPassword_FullMethodName
+	if err := caller(u, method); err != nil {
+		return err
+	}
+	if Authorize(u, method) == nil {
+		return nil
+	}
+	if rules[method].self && u.Name == target {
+		return nil
+	}
+	return fmt.Errorf("authz: %w: role %q may set only its own password, not %q's", ErrDenied, u.Role, target)
+}
