@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/agent/link"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/fs"
 	"github.com/vigil-cctv/vigil/storage/index"
@@ -51,6 +52,7 @@ type Agent struct {
 	spoolDir string
 	uploads  *uploader
 	cameras  []*camera
+	link     *link.Link // nil when not enrolled with central
 
 	mu      sync.Mutex
 	started time.Time
@@ -116,6 +118,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.raise(AlarmStoreFailing, fmt.Sprintf("object store unreachable, recording into the spool: %v", err))
 	}
 	a.uploads = newUploader(a)
+	if err := a.setupLink(); err != nil {
+		ix.Close()
+		return nil, err
+	}
 	for i := range cfg.Cameras {
 		cam, err := newCamera(a, &cfg.Cameras[i])
 		if err != nil {
@@ -189,6 +195,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.reconcileWhenReady(ctx)
 	}()
 
+	if a.link != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); a.link.Run(ctx) }()
+		go func() { defer wg.Done(); a.reportCameras(ctx) }()
+	}
+
 	var camWG sync.WaitGroup
 	for _, cam := range a.cameras {
 		camWG.Add(1)
@@ -250,6 +262,10 @@ type Status struct {
 	// Spooled counts finished segments waiting to be stored.
 	Spooled int     `json:"spooled"`
 	Alarms  []Alarm `json:"alarms"`
+	// Central is the link to central; nil when the agent is not enrolled.
+	Central *link.Status `json:"central,omitempty"`
+	// ReportsPending counts reports central has not yet acknowledged.
+	ReportsPending int `json:"reports_pending"`
 }
 
 // Status returns a snapshot.
@@ -258,6 +274,11 @@ func (a *Agent) Status() Status {
 	for _, c := range a.cameras {
 		st.Cameras = append(st.Cameras, c.status())
 	}
+	if a.link != nil {
+		ls := a.link.Status()
+		st.Central = &ls
+	}
+	st.ReportsPending, _, _ = a.index.OutboxState()
 	a.mu.Lock()
 	st.Started = a.started
 	for _, al := range a.alarms {

@@ -271,7 +271,7 @@ func (a *Agent) indexOrphan(ctx context.Context, store storage.ObjectStore, kp s
 		Key: key, Recovered: true,
 	}
 	seg.Expires = seg.Start.Add(a.retentionOf(kp.Camera))
-	if err := a.index.Put(ctx, &seg); err != nil {
+	if err := a.indexSegment(ctx, &seg); err != nil {
 		return storage.Segment{}, err
 	}
 	return seg, nil

@@ -220,7 +220,7 @@ func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 		}
 		return fmt.Errorf("store: %w", err)
 	}
-	if err := a.index.Put(ctx, &seg); err != nil {
+	if err := a.indexSegment(ctx, &seg); err != nil {
 		if ctx.Err() != nil {
 			return errStopped
 		}

@@ -121,13 +121,15 @@ func TestValidateReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]func(r *agentv1.Report){
-		"no seq":        func(r *agentv1.Report) { r.Seq = 0 },
-		"no time":       func(r *agentv1.Report) { r.At = nil },
-		"empty body":    func(r *agentv1.Report) { r.Body = nil },
-		"bad id":        func(r *agentv1.Report) { r.GetSegmentStored().Segment.Id = "xyz" },
-		"bad camera":    func(r *agentv1.Report) { r.GetSegmentStored().Segment.Camera = "../x" },
-		"backwards":     func(r *agentv1.Report) { r.GetSegmentStored().Segment.End = timestamppb.New(t0.Add(-time.Second)) },
-		"8d expiry":     func(r *agentv1.Report) { r.GetSegmentStored().Segment.Expires = timestamppb.New(t0.Add(8 * 24 * time.Hour)) },
+		"no seq":     func(r *agentv1.Report) { r.Seq = 0 },
+		"no time":    func(r *agentv1.Report) { r.At = nil },
+		"empty body": func(r *agentv1.Report) { r.Body = nil },
+		"bad id":     func(r *agentv1.Report) { r.GetSegmentStored().Segment.Id = "xyz" },
+		"bad camera": func(r *agentv1.Report) { r.GetSegmentStored().Segment.Camera = "../x" },
+		"backwards":  func(r *agentv1.Report) { r.GetSegmentStored().Segment.End = timestamppb.New(t0.Add(-time.Second)) },
+		"8d expiry": func(r *agentv1.Report) {
+			r.GetSegmentStored().Segment.Expires = timestamppb.New(t0.Add(8 * 24 * time.Hour))
+		},
 		"bad codec":     func(r *agentv1.Report) { r.GetSegmentStored().Segment.Codec = "mjpeg" },
 		"bad sha":       func(r *agentv1.Report) { r.GetSegmentStored().Segment.Sha256 = "00" },
 		"negative size": func(r *agentv1.Report) { r.GetSegmentStored().Segment.Bytes = -1 },

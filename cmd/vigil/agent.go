@@ -39,7 +39,7 @@ segment, and keeps working when central is unreachable.`,
 			return a.Run(cmd.Context())
 		},
 	}
-	cmd.AddCommand(newAgentStatusCommand())
+	cmd.AddCommand(newAgentStatusCommand(), newAgentEnrollCommand())
 	cmd.Flags().StringVar(&o.configPath, "config", "", "agent configuration file (YAML)")
 	cmd.Flags().StringVar(&o.ffmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary used for motion detection")
 	return cmd

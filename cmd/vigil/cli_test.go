@@ -51,6 +51,7 @@ func TestParseTime(t *testing.T) {
 }
 
 func TestRecordingsListBadArguments(t *testing.T) {
+	t.Setenv("VIGIL_HOME", t.TempDir())
 	dir := t.TempDir()
 	for _, c := range []struct {
 		args []string
@@ -62,7 +63,7 @@ func TestRecordingsListBadArguments(t *testing.T) {
 		{[]string{"--agent-data", dir, "--camera", "north/../x"}, "camera id"},
 		{[]string{"--agent-data", dir, "--camera", "north/gate", "--from", "yesterday"}, "--from"},
 		{[]string{"--agent-data", dir, "--camera", "north/gate", "--from", "now", "--to", "-1h"}, "from must be before to"},
-		{[]string{"--camera", "north/gate"}, "--agent-data DIR is required"},
+		{[]string{"--camera", "north/gate"}, "not logged in"},
 		{[]string{"--agent-data", dir, "--camera", "north/gate"}, "no agent index"},
 		{[]string{"--agent-data", dir, "--camera", "north/gate", "-o", "xml"}, "want table or json"},
 		{[]string{"--agent-data", dir, "--camera", "north/gate", "extra"}, "unknown command"},
@@ -238,6 +239,20 @@ func TestDemoSmoke(t *testing.T) {
 	st, err := os.Stat(filepath.Join(dir, "demo.json"))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("demo.json: %v %v", st, err)
+	}
+	var info struct {
+		Central       string `json:"central"`
+		CAFingerprint string `json:"ca_fingerprint"`
+		Users         map[string]struct{ User, Password string }
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "demo.json"))
+	if err := json.Unmarshal(data, &info); err != nil || info.Central == "" || len(info.CAFingerprint) != 64 {
+		t.Fatalf("demo.json: %v %s", err, data)
+	}
+	for _, role := range []string{"operator", "officer", "auditor", "admin"} {
+		if u := info.Users[role]; u.User == "" || len(u.Password) < 12 {
+			t.Errorf("demo.json has no usable %s: %+v", role, u)
+		}
 	}
 	if _, err := config.Load(filepath.Join(dir, "agent.yaml")); err != nil {
 		t.Fatalf("the demo's agent.yaml does not load: %v", err)

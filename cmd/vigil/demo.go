@@ -47,13 +47,21 @@ under --data. Each stored segment is printed. Stop with Ctrl-C.`,
 	return cmd
 }
 
-// demoInfo is written to DATA/demo.json (mode 0600) so scripts can find the
-// demo's parts.
+// demoInfo is written to DATA/demo.json (mode 0600), as DESIGN.md specifies,
+// so people and scripts can find the demo's parts and log in.
 type demoInfo struct {
-	AgentConfig string   `json:"agent_config"`
-	AgentData   string   `json:"agent_data"`
-	Footage     string   `json:"footage"`
-	Cameras     []string `json:"cameras"`
+	Central       string              `json:"central"`
+	CAFingerprint string              `json:"ca_fingerprint"`
+	Users         map[string]demoUser `json:"users"`
+	AgentConfig   string              `json:"agent_config"`
+	AgentData     string              `json:"agent_data"`
+	Footage       string              `json:"footage"`
+	Cameras       []string            `json:"cameras"`
+}
+
+type demoUser struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
 }
 
 func runDemo(cmd *cobra.Command, o demoOptions) error {
@@ -110,6 +118,18 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return err
 	}
+	central, err := startDemoCentral(ctx, dataDir, logger)
+	if err != nil {
+		return err
+	}
+	defer central.stop()
+	info.Central, info.CAFingerprint = central.srv.APIAddr(), central.srv.Fingerprint()
+	if info.Users, err = demoUsers(central.srv); err != nil {
+		return err
+	}
+	if err := enrollDemoAgent(ctx, central.srv, cfg, logger); err != nil {
+		return err
+	}
 	if err := writeDemoFiles(dataDir, cfg, info); err != nil {
 		return err
 	}
@@ -140,8 +160,13 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 	}
 	fmt.Fprintf(out, "Recording on motion (pre-roll %s, post-roll %s, retention %s).\n",
 		cfg.Cameras[0].PreRoll, cfg.Cameras[0].PostRoll, cfg.Retention)
-	fmt.Fprintf(out, "From another terminal (bin/vigil after make demo):\n  vigil recordings list --agent-data %s --camera %s/cam2 --from -1h\n  vigil agent status --agent-data %s\n",
-		cfg.DataDir, demoDistrict, cfg.DataDir)
+	fmt.Fprintf(out, "Central: %s (CA fingerprint %s)\n", info.Central, info.CAFingerprint)
+	fmt.Fprintf(out, "Users operator, officer, auditor and admin; their passwords are in %s.\n", filepath.Join(dataDir, "demo.json"))
+	fmt.Fprintf(out, "From another terminal (bin/vigil after make demo):\n")
+	fmt.Fprintf(out, "  vigil login --central %s --user operator --ca-fingerprint %s\n", info.Central, info.CAFingerprint)
+	fmt.Fprintf(out, "  vigil recordings list --camera %s/cam2 --from -1h\n", demoDistrict)
+	fmt.Fprintf(out, "  vigil agents list\n")
+	fmt.Fprintf(out, "  vigil agent status --agent-data %s\n", cfg.DataDir)
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 
 	statusCtx, stopStatus := context.WithCancel(ctx)

@@ -9,7 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/vigil-cctv/vigil/agent"
+	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/index"
 )
@@ -46,9 +49,10 @@ func newRecordingsListCommand() *cobra.Command {
 		Long: `List the segments of a camera that overlap a time span. Times are RFC 3339,
 "now", or relative to now ("-2h", "+1h").
 
-Until central exists, recordings are read from an agent's data directory
-(--agent-data): through the running agent, or from its index when it is
-stopped.`,
+Recordings are listed from central's catalog (log in first). On a district
+server, --agent-data DIR reads the agent's own index instead (through the
+running agent, or directly when it is stopped): useful when central is
+unreachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now()
@@ -67,10 +71,12 @@ stopped.`,
 			if err != nil {
 				return err
 			}
-			if o.agentData == "" {
-				return errors.New("--agent-data DIR is required (the agent's data_dir)")
+			var segs []storage.Segment
+			if o.agentData != "" {
+				segs, err = listRecordings(cmd, o.agentData, q)
+			} else {
+				segs, err = listRecordingsCentral(cmd, q)
 			}
-			segs, err := listRecordings(cmd, o.agentData, q)
 			if err != nil {
 				return err
 			}
@@ -81,9 +87,33 @@ stopped.`,
 	f.StringVar(&o.camera, "camera", "", "camera as DISTRICT/CAMERA")
 	f.StringVar(&o.from, "from", "-24h", "start of the span")
 	f.StringVar(&o.to, "to", "now", "end of the span")
-	f.StringVar(&o.agentData, "agent-data", "", "the agent's data directory")
+	f.StringVar(&o.agentData, "agent-data", "", "read the index of the agent with this data directory instead of central")
 	f.VarP(&o.output, "output", "o", "output format: table or json")
 	return cmd
+}
+
+// listRecordingsCentral asks central's catalog.
+func listRecordingsCentral(cmd *cobra.Command, q agent.RecordingsQuery) ([]storage.Segment, error) {
+	client, _, closeFn, err := opsClient()
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	resp, err := client.ListRecordings(cmd.Context(), &opsv1.ListRecordingsRequest{
+		District: q.District, Camera: q.Camera, From: timestamppb.New(q.From), To: timestamppb.New(q.To),
+	})
+	if err != nil {
+		return nil, callError(err)
+	}
+	segs := make([]storage.Segment, 0, len(resp.GetRecordings()))
+	for _, r := range resp.GetRecordings() {
+		segs = append(segs, storage.Segment{
+			ID: r.GetId(), District: r.GetDistrict(), Camera: r.GetCamera(), Start: r.GetStart().AsTime(), End: r.GetEnd().AsTime(),
+			Bytes: r.GetBytes(), SHA256: r.GetSha256(), Key: r.GetKey(), HeldBy: r.GetHeldBy(), Codec: r.GetCodec(),
+			MotionScore: r.GetMotionScore(), Expires: r.GetExpires().AsTime(), Recovered: r.GetRecovered(),
+		})
+	}
+	return segs, nil
 }
 
 // listRecordings asks the running agent, or reads its index when it is not

@@ -20,6 +20,11 @@ viewing for auditors.`,
 		newCameraSimCommand(),
 		newRecordingsCommand(),
 		newDemoCommand(),
+		newCentralCommand(),
+		newLoginCommand(),
+		newLogoutCommand(),
+		newUserCommand(),
+		newAgentsCommand(),
 	)
 	return root
 }

@@ -3,7 +3,7 @@ package index
 import (
 	"context"
 	"errors"
-		"path/filepath"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"

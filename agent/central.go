@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigil-cctv/vigil/agent/enroll"
+	"github.com/vigil-cctv/vigil/agent/link"
+	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
+	"github.com/vigil-cctv/vigil/storage"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Version is the agent's version, sent to central.
+var Version = "dev"
+
+// setupLink prepares the link to central when the agent is enrolled. An
+// agent that is not enrolled records alone; nothing is queued for central.
+// Reporting starts with a report of every segment already indexed, in one
+// transaction, so central's catalog ends up equal to the index.
+func (a *Agent) setupLink() error {
+	id, err := enroll.Load(a.cfg.DataDir)
+	if errors.Is(err, enroll.ErrNotEnrolled) {
+		a.log.Info("not enrolled with central: recording locally only (see vigil agent enroll)")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("agent: identity: %w", err)
+	}
+	if id.District != a.cfg.District {
+		return fmt.Errorf("agent: enrolled for district %q but configured for %q", id.District, a.cfg.District)
+	}
+	if id.ExpiresSoon(time.Now()) {
+		a.log.Warn("agent certificate expires soon: enrol again", "expires", id.Certificate().NotAfter)
+	}
+	if oid, err := a.index.OutboxID(); err != nil {
+		return err
+	} else if oid == "" {
+		n, err := a.index.StartOutbox(context.Background(), func(s storage.Segment) ([]byte, error) {
+			return link.SegmentStored(s, time.Now())
+		})
+		if err != nil {
+			return err
+		}
+		a.log.Info("reporting to central started", "segments_to_report", n)
+	}
+	var cams []string
+	for _, c := range a.cfg.Cameras {
+		cams = append(cams, c.ID)
+	}
+	a.link, err = link.New(link.Config{
+		District: a.cfg.District, Central: id.Central, TLS: id.ClientTLS(), Index: a.index,
+		Version: Version, Cameras: cams, Heartbeat: a.heartbeat, Logger: a.opts.Logger,
+	})
+	return err
+}
+
+// indexSegment indexes a stored segment, with its report to central in the
+// same transaction when the agent reports to central.
+func (a *Agent) indexSegment(ctx context.Context, seg *storage.Segment) error {
+	if a.link == nil {
+		return a.index.Put(ctx, seg)
+	}
+	payload, err := link.SegmentStored(*seg, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = a.index.PutReported(ctx, seg, payload)
+	return err
+}
+
+// reportCameras queues a report whenever a camera's state changes, until
+// ctx ends.
+func (a *Agent) reportCameras(ctx context.Context) {
+	last := map[string]*agentv1.CameraStatus{}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for _, c := range a.cameras {
+			st := c.status()
+			cs := &agentv1.CameraStatus{
+				Camera: st.ID, State: string(st.Stream.State), Since: timestamppb.New(st.Stream.Since),
+				LastError: st.Stream.LastError, Codec: string(st.Stream.Codec),
+				Width: int32(st.Stream.Width), Height: int32(st.Stream.Height),
+				Recording: st.Recording, Detector: st.Detector,
+			}
+			if prev := last[st.ID]; prev != nil && prev.State == cs.State && prev.Detector == cs.Detector &&
+				prev.LastError == cs.LastError && prev.Recording == cs.Recording {
+				continue
+			}
+			payload, err := link.CameraStatus(cs, time.Now())
+			if err == nil {
+				_, err = a.index.AppendReport(ctx, payload)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Error("queue camera status report", "camera", st.ID, "error", err)
+				}
+				continue
+			}
+			last[st.ID] = cs
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// usageReporter is implemented by stores that know their capacity.
+type usageReporter interface {
+	Usage(ctx context.Context) (used, capacity, free int64, err error)
+}
+
+// heartbeat is the agent's state sent to central every few seconds.
+func (a *Agent) heartbeat() *agentv1.Heartbeat {
+	st := a.Status()
+	hb := &agentv1.Heartbeat{SpooledSegments: int64(st.Spooled)}
+	if u, ok := a.store.opened().(usageReporter); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if used, capacity, _, err := u.Usage(ctx); err == nil {
+			hb.StorageUsedBytes, hb.StorageCapacityBytes = used, capacity
+		}
+		cancel()
+	}
+	for _, al := range st.Alarms {
+		hb.Alarms = append(hb.Alarms, &agentv1.Alarm{Code: al.Code, Message: al.Message, Since: timestamppb.New(al.Since)})
+	}
+	return hb
+}

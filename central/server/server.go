@@ -1,0 +1,211 @@
+// Package server wires central together: its database, its CA, the people
+// and their sessions, enrolment, the agent registry and catalog, and the two
+// gRPC listeners: one for agents (mutual TLS) and one for the CLI (TLS and a
+// login token), each request authorised before it is served.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/vigil-cctv/vigil/central/catalog"
+	"github.com/vigil-cctv/vigil/central/config"
+	"github.com/vigil-cctv/vigil/central/enroll"
+	"github.com/vigil-cctv/vigil/central/pki"
+	"github.com/vigil-cctv/vigil/central/registry"
+	"github.com/vigil-cctv/vigil/central/users"
+	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
+	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
+)
+
+// Options are the parts of central not in its configuration file.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Users overrides the users store's options (tests use cheap hashing).
+	Users users.Options
+}
+
+// Server is central.
+type Server struct {
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+
+	db       *bolt.DB
+	ca       *pki.CA
+	users    *users.Store
+	tokens   *enroll.Tokens
+	catalog  *catalog.Catalog
+	registry *registry.Registry
+
+	// AdminPassword is the bootstrap admin's password when this start
+	// created it (also written to data_dir/admin-password), else "".
+	AdminPassword string
+
+	mu        sync.Mutex
+	agentAddr net.Addr
+	apiAddr   net.Addr
+	ready     chan struct{}
+}
+
+// New opens central's state, creating it at the first start.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger.With("component", "central"), ready: make(chan struct{})}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("central: data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(cfg.DataDir, "central.db"), 0o600, &bolt.Options{Timeout: time.Second, InitialMmapSize: 64 << 20})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("central: %s is in use by another process (is central running?)", filepath.Join(cfg.DataDir, "central.db"))
+		}
+		return nil, fmt.Errorf("central: open database: %w", err)
+	}
+	s.db = db
+	if err := s.open(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	var created bool
+	var err error
+	if s.ca, created, err = pki.LoadOrCreate(filepath.Join(s.cfg.DataDir, "pki"), s.opts.Logger); err != nil {
+		return fmt.Errorf("central: %w", err)
+	}
+	if created {
+		s.log.Info("created central's certificate authority", "fingerprint", s.ca.Fingerprint())
+	}
+	uo := s.opts.Users
+	uo.Now = s.opts.Now
+	uo.SessionTTL = s.cfg.SessionTTL.Std()
+	uo.Logger = s.opts.Logger
+	if s.users, err = users.New(s.db, uo); err != nil {
+		return fmt.Errorf("central: %w", err)
+	}
+	pw, made, err := s.users.Bootstrap(s.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("central: %w", err)
+	}
+	if made {
+		s.AdminPassword = pw
+	}
+	if s.tokens, err = enroll.NewTokens(s.db, s.opts.Now); err != nil {
+		return fmt.Errorf("central: %w", err)
+	}
+	if s.catalog, err = catalog.New(s.db); err != nil {
+		return err
+	}
+	s.registry, err = registry.New(registry.Config{
+		DB: s.db, Catalog: s.catalog, District: pki.AgentDistrict, Now: s.opts.Now, Logger: s.opts.Logger,
+	})
+	return err
+}
+
+// Fingerprint is the SHA-256 fingerprint of central's CA, which agents and
+// users pin.
+func (s *Server) Fingerprint() string { return s.ca.Fingerprint() }
+
+// Registry gives access to the agents' state.
+func (s *Server) Registry() *registry.Registry { return s.registry }
+
+// Catalog gives access to the segment catalog.
+func (s *Server) Catalog() *catalog.Catalog { return s.catalog }
+
+// Users gives access to the people.
+func (s *Server) Users() *users.Store { return s.users }
+
+// Tokens gives access to the enrolment tokens.
+func (s *Server) Tokens() *enroll.Tokens { return s.tokens }
+
+// Ready is closed once both listeners accept connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// AgentAddr and APIAddr are the listeners' addresses once Ready.
+func (s *Server) AgentAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.agentAddr.String() }
+
+// APIAddr is the CLI listener's address once Ready.
+func (s *Server) APIAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.apiAddr.String() }
+
+// Run serves until ctx ends, then stops gracefully and closes the database.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.db.Close()
+	serverCert, err := s.ca.ServerCertificate(s.cfg.Hosts)
+	if err != nil {
+		return fmt.Errorf("central: %w", err)
+	}
+	agentLis, err := net.Listen("tcp", s.cfg.AgentListen)
+	if err != nil {
+		return fmt.Errorf("central: agent listener: %w", err)
+	}
+	apiLis, err := net.Listen("tcp", s.cfg.APIListen)
+	if err != nil {
+		agentLis.Close()
+		return fmt.Errorf("central: api listener: %w", err)
+	}
+	s.mu.Lock()
+	s.agentAddr, s.apiAddr = agentLis.Addr(), apiLis.Addr()
+	s.mu.Unlock()
+
+	agentSrv := grpc.NewServer(
+		grpc.Creds(s.ca.AgentCredentials(serverCert)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	agentv1.RegisterEnrollmentServer(agentSrv, enroll.NewService(s.ca, s.tokens, s.cfg.AgentCertValidity.Std(), s.opts.Logger))
+	agentv1.RegisterLinkServer(agentSrv, s.registry)
+
+	apiSrv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.ca.UserTLSConfig(serverCert))),
+		grpc.UnaryInterceptor(s.authorize),
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	opsv1.RegisterOpsServer(apiSrv, &opsService{s: s})
+
+	errs := make(chan error, 2)
+	go func() { errs <- agentSrv.Serve(agentLis) }()
+	go func() { errs <- apiSrv.Serve(apiLis) }()
+	s.log.Info("central started", "agents", agentLis.Addr().String(), "api", apiLis.Addr().String(), "ca_fingerprint", s.ca.Fingerprint())
+	close(s.ready)
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	stopped := make(chan struct{})
+	go func() {
+		apiSrv.GracefulStop()
+		agentSrv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		// Agent streams never end by themselves.
+		apiSrv.Stop()
+		agentSrv.Stop()
+	}
+	s.log.Info("central stopped")
+	return err
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/agent/enroll"
+	centralconfig "github.com/vigil-cctv/vigil/central/config"
+	"github.com/vigil-cctv/vigil/central/server"
+	"github.com/vigil-cctv/vigil/central/users"
+)
+
+// demoCentral is the demo's central, running in this process.
+type demoCentral struct {
+	srv    *server.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (d *demoCentral) stop() {
+	d.cancel()
+	<-d.done
+}
+
+// Demo central ports: fixed when free, so that a login survives demo
+// restarts; any free port otherwise.
+const (
+	demoAgentPort = "7443"
+	demoAPIPort   = "7444"
+)
+
+func demoAddr(port string) string {
+	addr := net.JoinHostPort("127.0.0.1", port)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	l.Close()
+	return addr
+}
+
+func startDemoCentral(ctx context.Context, dataDir string, logger *slog.Logger) (*demoCentral, error) {
+	cfg := &centralconfig.Config{
+		DataDir: filepath.Join(dataDir, "central"), AgentListen: demoAddr(demoAgentPort), APIListen: demoAddr(demoAPIPort),
+	}
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	srv, err := server.New(cfg, server.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	d := &demoCentral{srv: srv, cancel: cancel, done: make(chan error, 1)}
+	go func() { d.done <- srv.Run(runCtx) }()
+	select {
+	case <-srv.Ready():
+		return d, nil
+	case err := <-d.done:
+		cancel()
+		return nil, err
+	case <-ctx.Done():
+		d.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// demoUsers makes one user per role, with fresh random passwords at every
+// run (the previous run's passwords are not kept anywhere else).
+func demoUsers(srv *server.Server) (map[string]demoUser, error) {
+	out := map[string]demoUser{}
+	for _, role := range []users.Role{users.RoleOperator, users.RoleOfficer, users.RoleAuditor, users.RoleAdmin} {
+		name := string(role)
+		pw := rand.Text()
+		var districts []string
+		if role == users.RoleOperator {
+			districts = []string{demoDistrict}
+		}
+		_, err := srv.Users().Add(name, role, districts, "demo: no designation act", pw)
+		if errors.Is(err, users.ErrUserExists) {
+			err = srv.Users().SetPassword(name, pw)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("demo user %s: %w", name, err)
+		}
+		out[name] = demoUser{User: name, Password: pw}
+	}
+	return out, nil
+}
+
+// enrollDemoAgent enrols the demo's agent with the demo's central, unless it
+// already is (with this central's CA).
+func enrollDemoAgent(ctx context.Context, srv *server.Server, cfg *config.Config, logger *slog.Logger) error {
+	// Enrolled with this central at this address: nothing to do. (The
+	// demo's ports move when the fixed ones are taken.)
+	if id, err := enroll.Load(cfg.DataDir); err == nil && id.CAFingerprint == srv.Fingerprint() && id.Central == srv.AgentAddr() {
+		return nil
+	}
+	tok, _, err := srv.Tokens().Create(cfg.District, 10*time.Minute, srv.Fingerprint())
+	if err != nil {
+		return err
+	}
+	_, err = enroll.Enroll(ctx, enroll.Options{
+		Central: srv.AgentAddr(), Token: tok.String(), DataDir: cfg.DataDir, District: cfg.District, Force: true, Logger: logger,
+	})
+	return err
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
+)
+
+type loginOptions struct {
+	central       string
+	user          string
+	passwordStdin bool
+	caFingerprint string
+}
+
+func newLoginCommand() *cobra.Command {
+	var o loginOptions
+	cmd := &cobra.Command{
+		Use:   "login --central ADDR --user NAME",
+		Short: "Log in to central; the session lasts 8 hours by default",
+		Long: `Log in to central's API. The password is read from the terminal, or from the
+first line of stdin with --password-stdin. The session token and central's
+pinned CA fingerprint are kept in $VIGIL_HOME (default ~/.config/vigil).
+
+The first time, central's CA must be trusted: pass --ca-fingerprint (printed
+by vigil central when it starts), or compare it when asked.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runLogin(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.central, "central", "", "central's API address, HOST:PORT")
+	f.StringVar(&o.user, "user", "", "your user name")
+	f.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from stdin")
+	f.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of central's CA (hex)")
+	return cmd
+}
+
+func runLogin(cmd *cobra.Command, o loginOptions) error {
+	if o.central == "" || o.user == "" {
+		return errors.New("--central ADDR and --user NAME are required")
+	}
+	fp := strings.ToLower(strings.ReplaceAll(o.caFingerprint, ":", ""))
+	if fp == "" {
+		// The same central as before keeps its pin.
+		if prev, err := loadSession(); err == nil && prev.Central == o.central {
+			fp = prev.CAFingerprint
+		}
+	}
+	if fp == "" {
+		seen, err := fetchCAFingerprint(o.central)
+		if err != nil {
+			return err
+		}
+		if !term.IsTerminal(int(os.Stdin.Fd())) || o.passwordStdin {
+			return fmt.Errorf("first login to %s: pass --ca-fingerprint (central printed it at start; this one presents %s)", o.central, seen)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "central %s presents CA fingerprint\n  %s\nCompare it with the one central printed. Trust it? [y/N] ", o.central, seen)
+		var answer string
+		fmt.Fscanln(cmd.InOrStdin(), &answer)
+		if !strings.EqualFold(strings.TrimSpace(answer), "y") {
+			return errors.New("CA not trusted; nothing saved")
+		}
+		fp = seen
+	}
+	if len(fp) != 64 {
+		return fmt.Errorf("--ca-fingerprint: want 64 hex characters, got %d", len(fp))
+	}
+	pw, err := readPassword(cmd, o.passwordStdin, "password for "+o.user+": ", false)
+	if err != nil {
+		return err
+	}
+	client, closeFn, err := dialCentral(o.central, fp, "")
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	resp, err := client.Login(cmd.Context(), &opsv1.LoginRequest{User: o.user, Password: pw})
+	if err != nil {
+		return callError(err)
+	}
+	s := &session{Central: o.central, CAFingerprint: fp, Token: resp.GetToken(), Expires: resp.GetExpires().AsTime(),
+		User: resp.GetUser().GetName(), Role: resp.GetUser().GetRole()}
+	if err := s.save(); err != nil {
+		return fmt.Errorf("save session: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "logged in to %s as %s (%s) until %s\n", o.central, s.User, s.Role, s.Expires.Local().Format(time.DateTime))
+	return nil
+}
+
+func newLogoutCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "End the session with central",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSession()
+			if err != nil {
+				return err
+			}
+			if s.Token != "" && time.Now().Before(s.Expires) {
+				if client, closeFn, err := dialCentral(s.Central, s.CAFingerprint, s.Token); err == nil {
+					_, err = client.Logout(cmd.Context(), &opsv1.LogoutRequest{})
+					closeFn()
+					if err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: central did not confirm the logout: %v\n", callError(err))
+					}
+				}
+			}
+			// Keep the pin, forget the token.
+			s.Token, s.Expires, s.User, s.Role = "", time.Time{}, "", ""
+			if err := s.save(); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "logged out")
+			return nil
+		},
+	}
+}
