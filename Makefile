@@ -33,8 +33,11 @@ test: ffmpeg minio proto-tools fmt-check ## Install what tests need, check forma
 	$(GO) test -race -timeout 20m ./...
 
 .PHONY: bench
-bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording: 10, 50, 100 cameras for 60 s each)
+bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording: 10, 50, 100 cameras for 60 s each; catalog events; logins)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./storage/...
+	$(GO) test -run '^$$' -bench . ./central/users/
+	$(GO) test -run '^$$' -bench 'CatalogEvents' -benchtime 1x ./cmd/vigil/
+	$(GO) test -run '^$$' -bench 'LoginRPC' ./cmd/vigil/
 	$(GO) test -run '^$$' -bench 'AgentContinuous' -benchtime 1x -timeout 30m ./agent/
 
 .PHONY: lint
@@ -51,6 +54,11 @@ fuzz: ## Run each fuzz target for 30 s
 	$(GO) test ./agent/config/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./agent/segmenter/ -run '^$$' -fuzz FuzzProbe -fuzztime 30s
 	$(GO) test ./agent/media/ -run '^$$' -fuzz FuzzAssembler -fuzztime 30s
+	$(GO) test ./central/catalog/ -run '^$$' -fuzz FuzzApplyReport -fuzztime 30s
+	$(GO) test ./central/config/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(GO) test ./central/pki/ -run '^$$' -fuzz FuzzSignAgent -fuzztime 30s
+	$(GO) test ./central/enroll/ -run '^$$' -fuzz FuzzEnroll -fuzztime 30s
+	$(GO) test ./proto/identity/ -run '^$$' -fuzz FuzzParseToken -fuzztime 30s
 
 .PHONY: proto
 proto: proto-tools ## Regenerate the Go code of proto/*.proto (pinned protoc plugins)

@@ -47,3 +47,30 @@ func TestEveryPackageHasADoc(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAgentAndCentralStayApart keeps the architecture: the district agent
+// and central never import each other; both import proto and storage.
+func TestAgentAndCentralStayApart(t *testing.T) {
+	const module = "github.com/vigil-cctv/vigil/"
+	root := filepath.Join("..", "..")
+	for _, side := range []struct{ dir, forbidden string }{{"agent", module + "central"}, {"central", module + "agent"}} {
+		err := filepath.WalkDir(filepath.Join(root, side.dir), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+				return err
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+			if err != nil {
+				return err
+			}
+			for _, imp := range f.Imports {
+				if p := strings.Trim(imp.Path.Value, `"`); p == side.forbidden || strings.HasPrefix(p, side.forbidden+"/") {
+					t.Errorf("%s imports %s", path, p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
