@@ -47,3 +47,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The example shipped to operators must stay a valid configuration.
+func TestDeployExampleParses(t *testing.T) {
+	cfg, err := Load("../../deploy/central.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AgentListen != "0.0.0.0:7443" || len(cfg.Hosts) != 2 {
+		t.Fatalf("example parsed as %+v", cfg)
+	}
+}

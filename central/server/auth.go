@@ -46,7 +46,7 @@ func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	if err := authz.Authorize(u, info.FullMethod); err != nil {
 		s.log.Warn("access denied", "user", u.Name, "role", u.Role, "method", info.FullMethod, "client", clientAddr(ctx))
-		return nil, status.Error(codes.PermissionDenied, err.Error())
+		return nil, denied(err)
 	}
 	return handler(context.WithValue(ctx, callerKey{}, caller{user: u, token: token}), req)
 }
@@ -79,7 +79,13 @@ func clientAddr(ctx context.Context) string {
 // checkDistrict applies the caller's district scope for method.
 func checkDistrict(ctx context.Context, method, district string) error {
 	if err := authz.AuthorizeDistrict(callerOf(ctx).user, method, district); err != nil {
-		return status.Error(codes.PermissionDenied, err.Error())
+		return denied(err)
 	}
 	return nil
+}
+
+// denied is a PermissionDenied status with authz's reason, without its
+// package prefix: the client says "permission denied" itself.
+func denied(err error) error {
+	return status.Error(codes.PermissionDenied, strings.TrimPrefix(err.Error(), "authz: permission denied: "))
 }

@@ -195,7 +195,7 @@ func (o *opsService) DisableUser(ctx context.Context, req *opsv1.DisableUserRequ
 
 func (o *opsService) SetPassword(ctx context.Context, req *opsv1.SetPasswordRequest) (*opsv1.SetPasswordResponse, error) {
 	if err := authz.AuthorizeSetPassword(callerOf(ctx).user, req.GetName()); err != nil {
-		return nil, status.Error(codes.PermissionDenied, err.Error())
+		return nil, denied(err)
 	}
 	if err := o.s.users.SetPassword(req.GetName(), req.GetPassword()); err != nil {
 		return nil, userError(err)
