@@ -17,6 +17,7 @@ import (
 	centralconfig "github.com/vigil-cctv/vigil/central/config"
 	"github.com/vigil-cctv/vigil/central/server"
 	"github.com/vigil-cctv/vigil/central/users"
+	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	"github.com/vigil-cctv/vigil/storage"
 )
 
@@ -220,6 +221,14 @@ func TestCatalogSurvivesCentralOutage(t *testing.T) {
 		return ag.Status().ReportsPending == 0 && sameIDs(idx, cat)
 	})
 	t.Logf("catalog and index agree on %d segments", len(catalogIDs(central)))
+	// Commands reach the agent down the same stream and are acknowledged.
+	ack, err := central.Registry().Command(context.Background(), "north", &agentv1.Command{Body: &agentv1.Command_Ping{Ping: &agentv1.Ping{}}})
+	if err != nil || !ack.GetOk() || ack.GetRequestId() == "" {
+		t.Fatalf("ping: %+v %v", ack, err)
+	}
+	if _, err := central.Registry().Command(context.Background(), "south", &agentv1.Command{Body: &agentv1.Command_Ping{Ping: &agentv1.Ping{}}}); err == nil {
+		t.Fatal("command to a district without an agent succeeded")
+	}
 	agents, err := central.Registry().Agents()
 	if err != nil || len(agents) != 1 || !agents[0].Connected || agents[0].District != "north" {
 		t.Fatalf("agents %+v %v", agents, err)
