@@ -53,6 +53,9 @@ type Agent struct {
 	uploads  *uploader
 	cameras  []*camera
 	link     *link.Link // nil when not enrolled with central
+	// reporting is set once the outbox has started: every index change is
+	// then queued for central, linked or not.
+	reporting bool
 
 	mu      sync.Mutex
 	started time.Time
@@ -75,6 +78,7 @@ const (
 	AlarmReconcile      = "reconcile_failed"
 	AlarmLocalAPI       = "local_api_failed"
 	AlarmSpoolLost      = "spool_file_lost"
+	AlarmIdentity       = "identity"
 )
 
 // New opens the agent's store, index and spool. Nothing is recorded until
@@ -195,10 +199,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.reconcileWhenReady(ctx)
 	}()
 
-	if a.link != nil {
-		wg.Add(2)
-		go func() { defer wg.Done(); a.link.Run(ctx) }()
+	if a.reporting {
+		wg.Add(1)
 		go func() { defer wg.Done(); a.reportCameras(ctx) }()
+	}
+	if a.link != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.link.Run(ctx) }()
 	}
 
 	var camWG sync.WaitGroup

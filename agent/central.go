@@ -17,33 +17,42 @@ import (
 var Version = "dev"
 
 // setupLink prepares the link to central when the agent is enrolled. An
-// agent that is not enrolled records alone; nothing is queued for central.
-// Reporting starts with a report of every segment already indexed, in one
-// transaction, so central's catalog ends up equal to the index.
+// agent that never was enrolled records alone; nothing is queued for
+// central. Reporting starts with a report of every segment already indexed,
+// in one transaction, so central's catalog ends up equal to the index; once
+// started it never stops, even while the identity cannot be used, so that
+// nothing is left out when the link works again.
 func (a *Agent) setupLink() error {
-	id, err := enroll.Load(a.cfg.DataDir)
-	if errors.Is(err, enroll.ErrNotEnrolled) {
-		a.log.Info("not enrolled with central: recording locally only (see vigil agent enroll)")
-		return nil
-	}
+	oid, err := a.index.OutboxID()
 	if err != nil {
-		return fmt.Errorf("agent: identity: %w", err)
+		return err
 	}
-	if id.District != a.cfg.District {
+	a.reporting = oid != ""
+	id, err := enroll.Load(a.cfg.DataDir)
+	switch {
+	case errors.Is(err, enroll.ErrNotEnrolled):
+		if a.reporting {
+			a.raise(AlarmIdentity, "agent identity missing: reports for central wait in the outbox (run vigil agent enroll)")
+		} else {
+			a.log.Info("not enrolled with central: recording locally only (see vigil agent enroll)")
+		}
+		return nil
+	case err != nil:
+		// Record anyway: the footage matters more than the link.
+		a.raise(AlarmIdentity, fmt.Sprintf("agent identity unusable, not connecting to central: %v", err))
+		return nil
+	case id.District != a.cfg.District:
 		return fmt.Errorf("agent: enrolled for district %q but configured for %q", id.District, a.cfg.District)
 	}
 	if id.ExpiresSoon(time.Now()) {
-		a.log.Warn("agent certificate expires soon: enrol again", "expires", id.Certificate().NotAfter)
+		a.raise(AlarmIdentity, fmt.Sprintf("agent certificate expires %s: enrol again", id.Certificate().NotAfter.Format(time.DateOnly)))
 	}
-	if oid, err := a.index.OutboxID(); err != nil {
-		return err
-	} else if oid == "" {
-		n, err := a.index.StartOutbox(context.Background(), func(s storage.Segment) ([]byte, error) {
-			return link.SegmentStored(s, time.Now())
-		})
+	if !a.reporting {
+		n, err := a.index.StartOutbox(context.Background(), segmentStored)
 		if err != nil {
 			return err
 		}
+		a.reporting = true
 		a.log.Info("reporting to central started", "segments_to_report", n)
 	}
 	var cams []string
@@ -52,23 +61,70 @@ func (a *Agent) setupLink() error {
 	}
 	a.link, err = link.New(link.Config{
 		District: a.cfg.District, Central: id.Central, TLS: id.ClientTLS(), Index: a.index,
-		Version: Version, Cameras: cams, Heartbeat: a.heartbeat, Logger: a.opts.Logger,
+		Version: Version, Cameras: cams, Heartbeat: a.heartbeat, Resync: a.resync, Logger: a.opts.Logger,
 	})
 	return err
 }
 
+func segmentStored(s storage.Segment) ([]byte, error) { return link.SegmentStored(s, time.Now()) }
+
+// resync replaces the outbox with the agent's whole state: every indexed
+// segment and every camera's status.
+func (a *Agent) resync(ctx context.Context) error {
+	var extra [][]byte
+	for _, c := range a.cameras {
+		p, err := link.CameraStatus(cameraStatusReport(c.status()), time.Now())
+		if err != nil {
+			return err
+		}
+		extra = append(extra, p)
+	}
+	n, err := a.index.RestartOutbox(ctx, segmentStored, extra...)
+	if err == nil {
+		a.log.Warn("outbox restarted to resynchronise central", "segments", n)
+	}
+	return err
+}
+
 // indexSegment indexes a stored segment, with its report to central in the
-// same transaction when the agent reports to central.
+// same transaction once reporting has started.
 func (a *Agent) indexSegment(ctx context.Context, seg *storage.Segment) error {
-	if a.link == nil {
+	if !a.reporting {
 		return a.index.Put(ctx, seg)
 	}
-	payload, err := link.SegmentStored(*seg, time.Now())
+	payload, err := segmentStored(*seg)
 	if err != nil {
 		return err
 	}
 	_, err = a.index.PutReported(ctx, seg, payload)
 	return err
+}
+
+// updateSegment changes an indexed segment, reporting the new state to
+// central once reporting has started.
+func (a *Agent) updateSegment(id string, fn func(*storage.Segment) error) error {
+	if !a.reporting {
+		return a.index.Update(id, fn)
+	}
+	return a.index.UpdateReported(id, fn, segmentStored)
+}
+
+func cameraStatusReport(st CameraStatus) *agentv1.CameraStatus {
+	return &agentv1.CameraStatus{
+		Camera: st.ID, State: string(st.Stream.State), Since: timestamppb.New(st.Stream.Since),
+		LastError: clipText(st.Stream.LastError), Codec: string(st.Stream.Codec),
+		Width: int32(st.Stream.Width), Height: int32(st.Stream.Height),
+		Recording: st.Recording, Detector: clipText(st.Detector),
+	}
+}
+
+// clipText keeps status texts within what central accepts.
+func clipText(s string) string {
+	const maxText = 1000
+	if len(s) > maxText {
+		return s[:maxText]
+	}
+	return s
 }
 
 // reportCameras queues a report whenever a camera's state changes, until
@@ -80,12 +136,7 @@ func (a *Agent) reportCameras(ctx context.Context) {
 	for {
 		for _, c := range a.cameras {
 			st := c.status()
-			cs := &agentv1.CameraStatus{
-				Camera: st.ID, State: string(st.Stream.State), Since: timestamppb.New(st.Stream.Since),
-				LastError: st.Stream.LastError, Codec: string(st.Stream.Codec),
-				Width: int32(st.Stream.Width), Height: int32(st.Stream.Height),
-				Recording: st.Recording, Detector: st.Detector,
-			}
+			cs := cameraStatusReport(st)
 			if prev := last[st.ID]; prev != nil && prev.State == cs.State && prev.Detector == cs.Detector &&
 				prev.LastError == cs.LastError && prev.Recording == cs.Recording {
 				continue
@@ -127,7 +178,7 @@ func (a *Agent) heartbeat() *agentv1.Heartbeat {
 		cancel()
 	}
 	for _, al := range st.Alarms {
-		hb.Alarms = append(hb.Alarms, &agentv1.Alarm{Code: al.Code, Message: al.Message, Since: timestamppb.New(al.Since)})
+		hb.Alarms = append(hb.Alarms, &agentv1.Alarm{Code: al.Code, Message: clipText(al.Message), Since: timestamppb.New(al.Since)})
 	}
 	return hb
 }

@@ -200,7 +200,7 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 				}
 				continue
 			}
-			if err := a.index.SetMissing(id, true); err != nil {
+			if err := a.updateSegment(id, func(s *storage.Segment) error { s.Missing = true; return nil }); err != nil {
 				return res, err
 			}
 			res.Missing++
@@ -208,13 +208,13 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 				firstMissing = seg.Key
 			}
 		case seen[id] && seg.Missing:
-			if err := a.index.SetMissing(id, false); err != nil {
+			if err := a.updateSegment(id, func(s *storage.Segment) error { s.Missing = false; return nil }); err != nil {
 				return res, err
 			}
 		}
 		// Retention is a maximum: a shortened one applies to what exists.
 		if limit := seg.Start.Add(a.retentionOf(seg.Camera)); seg.Expires.After(limit) {
-			if err := a.index.Update(id, func(s *storage.Segment) error {
+			if err := a.updateSegment(id, func(s *storage.Segment) error {
 				s.Expires = s.Start.Add(a.retentionOf(s.Camera))
 				return nil
 			}); err != nil {

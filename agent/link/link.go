@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -54,8 +55,13 @@ type Config struct {
 	Heartbeat func() *agentv1.Heartbeat
 	// HeartbeatEvery defaults to 5s.
 	HeartbeatEvery time.Duration
+	// Resync replaces the outbox with a new one holding the agent's whole
+	// state (index.RestartOutbox). The link calls it when central's picture
+	// of the district cannot be completed by resending: central lost or
+	// rolled back its state, or the agent's index was restored from a copy.
+	Resync func(context.Context) error
 	// MinBackoff and MaxBackoff bound the wait between connection attempts
-	// (defaults 1s and 30s).
+	// (defaults 1s and 10s).
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
 }
@@ -100,7 +106,7 @@ func New(cfg Config) (*Link, error) {
 		cfg.MinBackoff = time.Second
 	}
 	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 30 * time.Second
+		cfg.MaxBackoff = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -153,6 +159,9 @@ func (l *Link) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errResynced) {
+			continue
+		}
 		if time.Since(started) > time.Minute {
 			failures = 0
 		}
@@ -165,6 +174,10 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errResynced ends a session whose outbox was just replaced: the agent
+// reconnects at once to announce the new outbox.
+var errResynced = errors.New("outbox restarted to resync with central; reconnecting")
 
 func backoff(lo, hi time.Duration, failures int) time.Duration {
 	d := lo
@@ -187,25 +200,43 @@ func (l *Link) session(ctx context.Context, client agentv1.LinkClient) error {
 	if err != nil {
 		return err
 	}
-	sent := time.Now()
+	helloAt := time.Now()
 	if err := stream.Send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{
-		District: l.cfg.District, AgentVersion: l.cfg.Version, Clock: timestamppb.New(sent),
+		District: l.cfg.District, AgentVersion: l.cfg.Version, Clock: timestamppb.New(helloAt),
 		Cameras: l.cfg.Cameras, OutboxId: outboxID,
 	}}}); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
-	first, err := stream.Recv()
+	msg, err := stream.Recv()
 	if err != nil {
 		return fmt.Errorf("welcome: %w", err)
 	}
-	welcome := first.GetWelcome()
+	welcome := msg.GetWelcome()
 	if welcome == nil {
 		return errors.New("central did not answer the hello with a welcome")
 	}
 	// Central's clock at the midpoint of the exchange.
-	rtt := time.Since(sent)
-	offset := sent.Add(rtt / 2).Sub(welcome.GetCentralClock().AsTime())
-	if err := l.cfg.Index.AckReports(welcome.GetAppliedSeq()); err != nil {
+	rtt := time.Since(helloAt)
+	offset := helloAt.Add(rtt / 2).Sub(welcome.GetCentralClock().AsTime())
+	applied := welcome.GetAppliedSeq()
+	first, last, err := l.cfg.Index.OutboxRange()
+	if err != nil {
+		return err
+	}
+	// Resending can bring central up to date only if it applied everything
+	// before the first report still queued, and nothing after the last one.
+	if applied > last || (first == 0 && applied != last) || (first > 0 && applied+1 < first) {
+		l.log.Warn("central's state does not match this agent's outbox; sending the whole state again",
+			"central_applied", applied, "outbox_first", first, "outbox_last", last)
+		if l.cfg.Resync == nil {
+			return errors.New("outbox out of step with central and no way to resync")
+		}
+		if err := l.cfg.Resync(ctx); err != nil {
+			return fmt.Errorf("resync: %w", err)
+		}
+		return errResynced
+	}
+	if err := l.cfg.Index.AckReports(applied); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -223,16 +254,18 @@ func (l *Link) session(ctx context.Context, client agentv1.LinkClient) error {
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
+	var sent atomic.Uint64 // highest report sent this session
+	sent.Store(applied)
 	errs := make(chan error, 2)
-	go func() { errs <- l.receive(ctx, stream, send) }()
-	go func() { errs <- l.sendReports(ctx, welcome.GetAppliedSeq(), send) }()
+	go func() { errs <- l.receive(ctx, stream, send, &sent) }()
+	go func() { errs <- l.sendReports(ctx, applied, send, &sent) }()
 	err = <-errs
 	cancel()
 	return err
 }
 
 // receive handles central's messages: acknowledgements and commands.
-func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, send func(*agentv1.AgentMessage) error) error {
+func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, send func(*agentv1.AgentMessage) error, sent *atomic.Uint64) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -240,11 +273,13 @@ func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, s
 		}
 		switch body := msg.Body.(type) {
 		case *agentv1.CentralMessage_Ack:
-			if err := l.cfg.Index.AckReports(body.Ack.GetSeq()); err != nil {
+			// Never forget a report central cannot have seen.
+			seq := min(body.Ack.GetSeq(), sent.Load())
+			if err := l.cfg.Index.AckReports(seq); err != nil {
 				return err
 			}
 			l.mu.Lock()
-			l.status.Acked = max(l.status.Acked, body.Ack.GetSeq())
+			l.status.Acked = max(l.status.Acked, seq)
 			l.mu.Unlock()
 		case *agentv1.CentralMessage_Command:
 			ack := l.handleCommand(ctx, body.Command)
@@ -270,7 +305,7 @@ func (l *Link) handleCommand(_ context.Context, cmd *agentv1.Command) *agentv1.C
 
 // sendReports streams the outbox from after `from`, then waits for new
 // reports, sending a heartbeat every HeartbeatEvery.
-func (l *Link) sendReports(ctx context.Context, from uint64, send func(*agentv1.AgentMessage) error) error {
+func (l *Link) sendReports(ctx context.Context, from uint64, send func(*agentv1.AgentMessage) error, sent *atomic.Uint64) error {
 	cursor := from
 	beat := time.NewTicker(l.cfg.HeartbeatEvery)
 	defer beat.Stop()
@@ -292,6 +327,7 @@ func (l *Link) sendReports(ctx context.Context, from uint64, send func(*agentv1.
 				return fmt.Errorf("send: %w", err)
 			}
 			cursor = r.Seq
+			sent.Store(cursor)
 		}
 		if len(reports) == sendBatch {
 			continue

@@ -45,6 +45,6 @@ func SegmentToProto(s storage.Segment) *agentv1.Segment {
 		Id: s.ID, Camera: s.Camera,
 		Start: timestamppb.New(s.Start), End: timestamppb.New(s.End),
 		Bytes: s.Bytes, Sha256: s.SHA256, Codec: s.Codec, MotionScore: s.MotionScore,
-		Key: s.Key, Expires: timestamppb.New(s.Expires), HeldBy: s.HeldBy, Recovered: s.Recovered,
+		Key: s.Key, Expires: timestamppb.New(s.Expires), HeldBy: s.HeldBy, Recovered: s.Recovered, Missing: s.Missing,
 	}
 }

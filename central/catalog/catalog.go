@@ -39,9 +39,15 @@ var (
 	bucketRejected = []byte("catalog.rejected")
 )
 
-// ErrGap means a report skips sequence numbers: the agent must resend from
-// the last applied one.
-var ErrGap = errors.New("report sequence gap")
+// Errors of Apply.
+var (
+	// ErrGap means a report skips sequence numbers: the agent must resend
+	// from the last applied one.
+	ErrGap = errors.New("report sequence gap")
+	// ErrOutboxChanged means the reports belong to an outbox that is no
+	// longer the district's current one (a newer connection began another).
+	ErrOutboxChanged = errors.New("reports of a replaced outbox")
+)
 
 // Catalog is safe for concurrent use.
 type Catalog struct {
@@ -117,18 +123,22 @@ func (c *Catalog) Begin(district, outboxID string) (applied uint64, reset bool, 
 	return applied, reset, nil
 }
 
-// Apply applies reports of district in order, in one transaction, and
+// Apply applies reports of district's outbox outboxID in order, in one transaction, and
 // returns the last sequence number applied. Reports already applied are
 // skipped; a gap fails with ErrGap and applies nothing after it. An invalid
 // report is recorded as rejected and skipped, so that one bad report cannot
 // block every later one of the district.
-func (c *Catalog) Apply(district string, reports []*agentv1.Report, now time.Time) (applied uint64, rejected []Rejection, err error) {
+func (c *Catalog) Apply(district, outboxID string, reports []*agentv1.Report, now time.Time) (applied uint64, rejected []Rejection, err error) {
 	var gap error
 	err = c.db.Update(func(tx *bolt.Tx) error {
 		rejected, gap = rejected[:0], nil
 		st, err := getApplied(tx, district)
 		if err != nil {
 			return err
+		}
+		// Sequence numbers mean something only within their outbox.
+		if st.OutboxID != outboxID {
+			return fmt.Errorf("%w: %s is now at outbox %q", ErrOutboxChanged, district, st.OutboxID)
 		}
 		for _, r := range reports {
 			seq := r.GetSeq()
@@ -305,6 +315,21 @@ func (c *Catalog) IDs(district string) (map[string]bool, error) {
 		return nil
 	})
 	return ids, err
+}
+
+// Count returns the number of catalog rows of a district (not of ids: a
+// duplicate row would show here).
+func (c *Catalog) Count(district string) (int, error) {
+	n := 0
+	prefix := []byte(district + "/")
+	err := c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketSegments).Cursor()
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Cameras returns the last reported status of each camera of a district.

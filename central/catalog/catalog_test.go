@@ -50,12 +50,12 @@ func TestApplyExactlyOnce(t *testing.T) {
 		t.Fatalf("Begin = %d %v %v", applied, reset, err)
 	}
 	batch := []*agentv1.Report{stored("north", 1, id(0), t0), stored("north", 2, id(1), t0.Add(time.Minute))}
-	if applied, _, err := c.Apply("north", batch, t0); err != nil || applied != 2 {
+	if applied, _, err := c.Apply("north", "outbox1", batch, t0); err != nil || applied != 2 {
 		t.Fatalf("Apply = %d %v", applied, err)
 	}
 	// Resent after a reconnection: nothing applied twice.
 	batch = append(batch, stored("north", 3, id(2), t0.Add(2*time.Minute)))
-	if applied, _, err := c.Apply("north", batch, t0); err != nil || applied != 3 {
+	if applied, _, err := c.Apply("north", "outbox1", batch, t0); err != nil || applied != 3 {
 		t.Fatalf("Apply again = %d %v", applied, err)
 	}
 	ids, _ := c.IDs("north")
@@ -63,7 +63,7 @@ func TestApplyExactlyOnce(t *testing.T) {
 		t.Fatalf("ids %v", ids)
 	}
 	// A gap keeps what came before it.
-	_, _, err = c.Apply("north", []*agentv1.Report{stored("north", 4, id(3), t0), stored("north", 6, id(4), t0)}, t0)
+	_, _, err = c.Apply("north", "outbox1", []*agentv1.Report{stored("north", 4, id(3), t0), stored("north", 6, id(4), t0)}, t0)
 	if !errors.Is(err, ErrGap) {
 		t.Fatalf("gap: %v", err)
 	}
@@ -74,7 +74,7 @@ func TestApplyExactlyOnce(t *testing.T) {
 	del := &agentv1.Report{Seq: 5, At: timestamppb.New(t0), Body: &agentv1.Report_SegmentDeleted{SegmentDeleted: &agentv1.SegmentDeleted{
 		Id: id(0), Camera: "gate", Reason: "retention", DeletedAt: timestamppb.New(t0.Add(time.Hour)),
 	}}}
-	if _, _, err := c.Apply("north", []*agentv1.Report{del}, t0); err != nil {
+	if _, _, err := c.Apply("north", "outbox1", []*agentv1.Report{del}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if ids, _ := c.IDs("north"); ids[id(0)] || len(ids) != 3 {
@@ -90,6 +90,10 @@ func TestApplyExactlyOnce(t *testing.T) {
 	if applied, reset, _ := c.Begin("north", "outbox2"); applied != 0 || !reset {
 		t.Fatalf("new outbox: %d %v", applied, reset)
 	}
+	// A connection still draining the old outbox applies nothing now.
+	if _, _, err := c.Apply("north", "outbox1", []*agentv1.Report{stored("north", 1, id(5), t0)}, t0); !errors.Is(err, ErrOutboxChanged) {
+		t.Fatalf("old outbox after a new one began: %v", err)
+	}
 	if ids, _ := c.IDs("north"); len(ids) != 0 {
 		t.Fatalf("segments survived a new outbox: %v", ids)
 	}
@@ -97,13 +101,13 @@ func TestApplyExactlyOnce(t *testing.T) {
 
 func TestInvalidReportsAreRejectedAndSkipped(t *testing.T) {
 	c := mustCatalog(t)
-	c.Begin("north", "o")
+	c.Begin("north", "outbox1")
 	bad := stored("north", 1, id(0), t0)
 	bad.GetSegmentStored().Segment.Key = storage.SegmentKey("south", "gate", t0, id(0)) // another district's object
 	long := stored("north", 2, id(1), t0)
 	long.GetSegmentStored().Segment.End = timestamppb.New(t0.Add(48 * time.Hour))
 	good := stored("north", 3, id(2), t0)
-	applied, rejected, err := c.Apply("north", []*agentv1.Report{bad, long, good}, t0)
+	applied, rejected, err := c.Apply("north", "outbox1", []*agentv1.Report{bad, long, good}, t0)
 	if err != nil || applied != 3 || len(rejected) != 2 {
 		t.Fatalf("Apply = %d %v %v", applied, rejected, err)
 	}
@@ -169,7 +173,7 @@ func FuzzApplyReport(f *testing.F) {
 		c.Begin(district, "o")
 		_, seq, _ := c.Applied(district)
 		r.Seq = seq + 1
-		if _, _, err := c.Apply(district, []*agentv1.Report{&r}, t0); err != nil {
+		if _, _, err := c.Apply(district, "o", []*agentv1.Report{&r}, t0); err != nil {
 			t.Fatal(err)
 		}
 		if s := r.GetSegmentStored().GetSegment(); s != nil && ValidateReport(district, &r) == nil {

@@ -100,14 +100,16 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		}
 		return nil, refuse(codes.Internal, "could not issue the certificate", err)
 	}
-	if _, err := s.tokens.redeem(tok.Secret, district); err != nil {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, refuse(codes.Internal, "could not issue the certificate", err)
+	}
+	if _, err := s.tokens.redeem(tok.Secret, district, cert.SerialNumber.Text(16)); err != nil {
 		// Another enrolment with this token won the race since check: the
 		// certificate just signed is dropped unseen.
 		return nil, s.tokenRefusal(refuse, err)
 	}
-	if cert, err := x509.ParseCertificate(der); err == nil {
-		log = log.With("serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter)
-	}
+	log = log.With("serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter)
 	log.Info("agent enrolled")
 	return &agentv1.EnrollResponse{Certificate: der, CaCertificate: s.ca.Certificate().Raw, District: district}, nil
 }

@@ -8,6 +8,7 @@
 package enroll
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -49,6 +50,10 @@ var errWrongDistrict = errors.New("wrong district")
 // package starts with "enroll.", so it can share central's database.
 var bucketTokens = []byte("enroll.tokens")
 
+// bucketAgents maps a district to the serial number (hex) of the agent
+// certificate issued last for it: the only one its link accepts.
+var bucketAgents = []byte("enroll.agents")
+
 type tokenRecord struct {
 	District string    `json:"district"`
 	Created  time.Time `json:"created"`
@@ -75,6 +80,9 @@ func NewTokens(db *bbolt.DB, now func() time.Time) (*Tokens, error) {
 		now = time.Now
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketAgents); err != nil {
+			return err
+		}
 		_, err := tx.CreateBucketIfNotExists(bucketTokens)
 		return err
 	})
@@ -134,12 +142,15 @@ func (t *Tokens) Create(district string, ttl time.Duration, caFingerprint string
 // check and the spending are one transaction: two agents racing with the
 // same token cannot both win.
 func (t *Tokens) Redeem(secret string) (district string, err error) {
-	return t.redeem(secret, "")
+	return t.redeem(secret, "", "")
 }
 
 // redeem is Redeem that also refuses, without spending it, a token of
-// another district than want (when want is not empty).
-func (t *Tokens) redeem(secret, want string) (district string, err error) {
+// another district than want (when want is not empty), and records serial
+// (when not empty) as the district's one valid agent certificate, in the
+// same transaction: a district enrolled again leaves its previous
+// certificate unusable.
+func (t *Tokens) redeem(secret, want, serial string) (district string, err error) {
 	key := secretKey(secret)
 	err = t.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
@@ -156,12 +167,39 @@ func (t *Tokens) redeem(secret, want string) (district string, err error) {
 			return err
 		}
 		district = rec.District
-		return b.Put(key, val)
+		if err := b.Put(key, val); err != nil {
+			return err
+		}
+		if serial == "" {
+			return nil
+		}
+		return tx.Bucket(bucketAgents).Put([]byte(district), []byte(serial))
 	})
 	if err != nil {
 		return "", fmt.Errorf("enroll: redeem: %w", err)
 	}
 	return district, nil
+}
+
+// ErrSuperseded means an agent certificate is not the one most recently
+// issued for its district.
+var ErrSuperseded = errors.New("certificate superseded: the district was enrolled again")
+
+// CheckAgent accepts only the certificate most recently issued to the
+// district (by serial number, hex).
+func (t *Tokens) CheckAgent(district, serial string) error {
+	var current []byte
+	err := t.db.View(func(tx *bbolt.Tx) error {
+		current = bytes.Clone(tx.Bucket(bucketAgents).Get([]byte(district)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	if current == nil || string(current) != serial {
+		return ErrSuperseded
+	}
+	return nil
 }
 
 // check returns the district of a token that could be redeemed now,

@@ -104,7 +104,7 @@ func TestTokensRedeem(t *testing.T) {
 		t.Errorf("unknown: %v", err)
 	}
 	// Refused for another district: not spent.
-	if _, err := tokens.redeem(north.Secret, "south"); !errors.Is(err, errWrongDistrict) {
+	if _, err := tokens.redeem(north.Secret, "south", ""); !errors.Is(err, errWrongDistrict) {
 		t.Errorf("wrong district: %v", err)
 	}
 	if d, err := tokens.Redeem(north.Secret); err != nil || d != "north" {

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 
 	"google.golang.org/grpc/credentials"
@@ -16,23 +17,30 @@ import (
 // who the agent is: whatever district an agent claims in its messages must
 // be compared with this one.
 func AgentDistrict(ctx context.Context) (string, error) {
+	_, district, err := AgentCertificate(ctx)
+	return district, err
+}
+
+// AgentCertificate is AgentDistrict that also returns the verified
+// certificate itself (its serial number says which enrolment it came from).
+func AgentCertificate(ctx context.Context) (*x509.Certificate, string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", ErrNoTLS
+		return nil, "", ErrNoTLS
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return "", ErrNoTLS
+		return nil, "", ErrNoTLS
 	}
 	// Only verified chains count: PeerCertificates alone is whatever the
 	// client sent.
 	chains := info.State.VerifiedChains
 	if len(chains) == 0 || len(chains[0]) == 0 {
-		return "", ErrNoClientCert
+		return nil, "", ErrNoClientCert
 	}
 	district, err := identity.DistrictFromCert(chains[0][0])
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNoDistrict, err)
+		return nil, "", fmt.Errorf("%w: %w", ErrNoDistrict, err)
 	}
-	return district, nil
+	return chains[0][0], district, nil
 }

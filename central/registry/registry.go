@@ -19,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-cctv/vigil/central/catalog"
@@ -32,6 +33,12 @@ const (
 	maxApplyBatch = 2048
 	// ClockWarning is the clock offset above which an agent is flagged.
 	ClockWarning = 2 * time.Second
+	// maxReportSize bounds one report or heartbeat: a segment's metadata
+	// is a few hundred bytes; more is garbage or an attack on memory.
+	maxReportSize = 16 << 10
+	// CommandTimeout bounds the wait for an agent's acknowledgement when
+	// the caller sets no deadline.
+	CommandTimeout = 30 * time.Second
 )
 
 var bucketAgents = []byte("registry.agents") // district → agentRecord (JSON)
@@ -53,8 +60,9 @@ type Registry struct {
 	cfg Config
 	log *slog.Logger
 
-	mu   sync.Mutex
-	live map[string]*conn
+	mu     sync.Mutex
+	live   map[string]*conn
+	closed bool
 	// applied counts reports applied since start (benchmarks, status).
 	applied atomic.Uint64
 }
@@ -65,13 +73,14 @@ type agentRecord struct {
 	FirstSeen   time.Time `json:"first_seen"`
 	LastSeen    time.Time `json:"last_seen"`
 	ClockOffset int64     `json:"clock_offset_ms"`
-	Cameras     []string  `json:"cameras"`
 }
 
 // conn is one live agent stream.
 type conn struct {
 	district string
+	outboxID string
 	cancel   context.CancelFunc
+	done     chan struct{} // closed when the connection's handler has ended
 	sendMu   sync.Mutex
 	stream   agentv1.Link_ConnectServer
 
@@ -141,27 +150,32 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 			return status.Errorf(codes.InvalidArgument, "hello: %v", err)
 		}
 	}
+	now := r.cfg.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &conn{
+		district: district, outboxID: hello.GetOutboxId(), cancel: cancel, done: make(chan struct{}),
+		stream: stream, lastSeen: now, clockOffset: hello.GetClock().AsTime().Sub(now),
+		pending: map[string]chan *agentv1.CommandAck{},
+	}
+	defer close(c.done)
+	// Take over the district's link, waiting for the previous connection
+	// to stop applying, so that reports are applied in order.
+	if err := r.attach(ctx, c); err != nil {
+		return err
+	}
+	defer r.detach(c)
 	applied, reset, err := r.cfg.Catalog.Begin(district, hello.GetOutboxId())
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	if reset {
-		r.log.Warn("agent started a new outbox (index lost?); its catalog is rebuilt from its reports", "district", district)
+		r.log.Warn("agent started a new outbox (index lost or restored?); its catalog is rebuilt from its reports", "district", district)
 	}
-	now := r.cfg.Now()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c := &conn{
-		district: district, cancel: cancel, stream: stream, lastSeen: now,
-		clockOffset: hello.GetClock().AsTime().Sub(now), pending: map[string]chan *agentv1.CommandAck{},
-	}
-	r.attach(c)
-	defer r.detach(c)
 	if err := r.saveRecord(district, func(rec *agentRecord) {
 		rec.Version = clip(hello.GetAgentVersion())
 		rec.LastSeen = now
 		rec.ClockOffset = c.clockOffset.Milliseconds()
-		rec.Cameras = hello.GetCameras()
 	}); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -174,11 +188,21 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 	}
 
 	reports := make(chan *agentv1.Report, maxApplyBatch)
-	errs := make(chan error, 2)
-	go func() { errs <- r.applyLoop(ctx, c, reports) }()
-	go func() { errs <- r.receiveLoop(ctx, c, reports) }()
-	err = <-errs
-	cancel()
+	applyErr := make(chan error, 1)
+	recvErr := make(chan error, 1)
+	go func() { applyErr <- r.applyLoop(ctx, c, reports) }()
+	go func() { recvErr <- r.receiveLoop(ctx, c, reports) }()
+	select {
+	case err = <-applyErr:
+		cancel()
+	case err = <-recvErr:
+		cancel()
+		// Nothing is applied once this returns: the next connection of
+		// the district waits on done before it begins.
+		<-applyErr
+	case <-ctx.Done():
+		<-applyErr
+	}
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("agent link closed", "district", district, "error", err)
 	}
@@ -197,6 +221,9 @@ func (r *Registry) receiveLoop(ctx context.Context, c *conn, reports chan<- *age
 		c.mu.Unlock()
 		switch body := msg.Body.(type) {
 		case *agentv1.AgentMessage_Report:
+			if proto.Size(body.Report) > maxReportSize {
+				return status.Errorf(codes.InvalidArgument, "report %d is larger than %d bytes", body.Report.GetSeq(), maxReportSize)
+			}
 			select {
 			case reports <- body.Report:
 			case <-ctx.Done():
@@ -207,8 +234,8 @@ func (r *Registry) receiveLoop(ctx context.Context, c *conn, reports chan<- *age
 			if err := hb.GetClock().CheckValid(); err != nil {
 				return status.Errorf(codes.InvalidArgument, "heartbeat clock: %v", err)
 			}
-			if len(hb.GetAlarms()) > 100 {
-				return status.Error(codes.InvalidArgument, "heartbeat with too many alarms")
+			if len(hb.GetAlarms()) > 100 || proto.Size(hb) > maxReportSize {
+				return status.Error(codes.InvalidArgument, "heartbeat too large")
 			}
 			c.mu.Lock()
 			c.heartbeat = hb
@@ -250,7 +277,10 @@ func (r *Registry) applyLoop(ctx context.Context, c *conn, reports <-chan *agent
 				break fill
 			}
 		}
-		applied, rejected, err := r.cfg.Catalog.Apply(c.district, batch, r.cfg.Now())
+		applied, rejected, err := r.cfg.Catalog.Apply(c.district, c.outboxID, batch, r.cfg.Now())
+		if errors.Is(err, catalog.ErrOutboxChanged) {
+			return status.Errorf(codes.FailedPrecondition, "%v", err)
+		}
 		if errors.Is(err, catalog.ErrGap) {
 			return status.Errorf(codes.FailedPrecondition, "%v; resend from %d", err, applied+1)
 		}
@@ -272,16 +302,43 @@ func (r *Registry) applyLoop(ctx context.Context, c *conn, reports <-chan *agent
 	}
 }
 
-func (r *Registry) attach(c *conn) {
+func (r *Registry) attach(ctx context.Context, c *conn) error {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return status.Error(codes.Unavailable, "central is shutting down")
+	}
 	old := r.live[c.district]
 	r.live[c.district] = c
 	r.mu.Unlock()
 	if old != nil {
-		// The newest connection wins: the old one is most likely dead
-		// without TCP having noticed yet.
+		// The newest connection wins: only the district's current
+		// certificate gets here, so it is the same agent, and the old
+		// connection is most likely dead without TCP having noticed yet.
 		r.log.Warn("agent reconnected while its previous link was open; closing the old one", "district", c.district)
 		old.cancel()
+		select {
+		case <-old.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close ends every agent link, so that the server can stop: agent streams
+// never end by themselves.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	conns := make([]*conn, 0, len(r.live))
+	for _, c := range r.live {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.cancel()
+		<-c.done
 	}
 }
 
@@ -392,11 +449,22 @@ func (r *Registry) Command(ctx context.Context, district string, cmd *agentv1.Co
 	if cmd.RequestId == "" {
 		cmd.RequestId = storage.NewSegmentID()
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, CommandTimeout)
+		defer cancel()
+	}
 	ch := make(chan *agentv1.CommandAck, 1)
 	c.mu.Lock()
 	c.pending[cmd.RequestId] = ch
 	c.mu.Unlock()
+	forget := func() {
+		c.mu.Lock()
+		delete(c.pending, cmd.RequestId)
+		c.mu.Unlock()
+	}
 	if err := c.send(&agentv1.CentralMessage{Body: &agentv1.CentralMessage_Command{Command: cmd}}); err != nil {
+		forget()
 		return nil, err
 	}
 	select {
@@ -406,9 +474,7 @@ func (r *Registry) Command(ctx context.Context, district string, cmd *agentv1.Co
 		}
 		return ack, nil
 	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.pending, cmd.RequestId)
-		c.mu.Unlock()
+		forget()
 		return nil, ctx.Err()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-cctv/vigil/central/authz"
+	"github.com/vigil-cctv/vigil/central/enroll"
 	"github.com/vigil-cctv/vigil/central/registry"
 	"github.com/vigil-cctv/vigil/central/users"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
@@ -62,6 +63,9 @@ func (o *opsService) WhoAmI(ctx context.Context, _ *opsv1.WhoAmIRequest) (*opsv1
 func (o *opsService) CreateEnrollmentToken(ctx context.Context, req *opsv1.CreateEnrollmentTokenRequest) (*opsv1.CreateEnrollmentTokenResponse, error) {
 	if err := checkDistrict(ctx, opsv1.Ops_CreateEnrollmentToken_FullMethodName, req.GetDistrict()); err != nil {
 		return nil, err
+	}
+	if req.GetTtlSeconds() < 0 || req.GetTtlSeconds() > int64(enroll.MaxTTL/time.Second) {
+		return nil, status.Errorf(codes.InvalidArgument, "ttl must be within 0-%s", enroll.MaxTTL)
 	}
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
 	if ttl == 0 {
@@ -151,7 +155,7 @@ func (o *opsService) ListRecordings(ctx context.Context, req *opsv1.ListRecordin
 		resp.Recordings = append(resp.Recordings, &opsv1.Recording{
 			Id: s.GetId(), District: req.GetDistrict(), Camera: s.GetCamera(), Start: s.GetStart(), End: s.GetEnd(),
 			Bytes: s.GetBytes(), Sha256: s.GetSha256(), Key: s.GetKey(), HeldBy: s.GetHeldBy(), Codec: s.GetCodec(),
-			MotionScore: s.GetMotionScore(), Expires: s.GetExpires(), Recovered: s.GetRecovered(),
+			MotionScore: s.GetMotionScore(), Expires: s.GetExpires(), Recovered: s.GetRecovered(), Missing: s.GetMissing(),
 		})
 	}
 	return resp, nil

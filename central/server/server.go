@@ -19,7 +19,9 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/vigil-cctv/vigil/central/catalog"
 	"github.com/vigil-cctv/vigil/central/config"
@@ -119,9 +121,23 @@ func (s *Server) open() error {
 		return err
 	}
 	s.registry, err = registry.New(registry.Config{
-		DB: s.db, Catalog: s.catalog, District: pki.AgentDistrict, Now: s.opts.Now, Logger: s.opts.Logger,
+		DB: s.db, Catalog: s.catalog, District: s.agentDistrict, Now: s.opts.Now, Logger: s.opts.Logger,
 	})
 	return err
+}
+
+// agentDistrict is the district of a link's client certificate, provided it
+// is the certificate issued last for that district: enrolling a district
+// again revokes the previous one.
+func (s *Server) agentDistrict(ctx context.Context) (string, error) {
+	cert, district, err := pki.AgentCertificate(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := s.tokens.CheckAgent(district, cert.SerialNumber.Text(16)); err != nil {
+		return "", err
+	}
+	return district, nil
 }
 
 // Fingerprint is the SHA-256 fingerprint of central's CA, which agents and
@@ -172,7 +188,11 @@ func (s *Server) Run(ctx context.Context) error {
 	agentSrv := grpc.NewServer(
 		grpc.Creds(s.ca.AgentCredentials(serverCert)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(1<<20),
+		// Find dead agent connections (a district's uplink cut) within a
+		// minute, so that agents list tells the truth.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 15 * time.Second}),
+		// Reports and heartbeats are small; enrolment carries one CSR.
+		grpc.MaxRecvMsgSize(64<<10),
 	)
 	agentv1.RegisterEnrollmentServer(agentSrv, enroll.NewService(s.ca, s.tokens, s.cfg.AgentCertValidity.Std(), s.opts.Logger))
 	agentv1.RegisterLinkServer(agentSrv, s.registry)
@@ -180,7 +200,11 @@ func (s *Server) Run(ctx context.Context) error {
 	apiSrv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.ca.UserTLSConfig(serverCert))),
 		grpc.UnaryInterceptor(s.authorize),
-		grpc.MaxRecvMsgSize(1<<20),
+		// No streaming RPC of the API is authorised: deny by default.
+		grpc.StreamInterceptor(func(any, grpc.ServerStream, *grpc.StreamServerInfo, grpc.StreamHandler) error {
+			return status.Error(codes.PermissionDenied, "streaming calls are not allowed")
+		}),
+		grpc.MaxRecvMsgSize(64<<10),
 	)
 	opsv1.RegisterOpsServer(apiSrv, &opsService{s: s})
 
@@ -193,6 +217,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
+	// Agent streams never end by themselves: end them (waiting for their
+	// last batch to be applied), then let the servers finish.
+	s.registry.Close()
 	stopped := make(chan struct{})
 	go func() {
 		apiSrv.GracefulStop()
@@ -201,10 +228,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(5 * time.Second):
-		// Agent streams never end by themselves.
+	case <-time.After(10 * time.Second):
 		apiSrv.Stop()
 		agentSrv.Stop()
+		<-stopped
 	}
 	s.log.Info("central stopped")
 	return err

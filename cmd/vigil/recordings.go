@@ -110,7 +110,7 @@ func listRecordingsCentral(cmd *cobra.Command, q agent.RecordingsQuery) ([]stora
 		segs = append(segs, storage.Segment{
 			ID: r.GetId(), District: r.GetDistrict(), Camera: r.GetCamera(), Start: r.GetStart().AsTime(), End: r.GetEnd().AsTime(),
 			Bytes: r.GetBytes(), SHA256: r.GetSha256(), Key: r.GetKey(), HeldBy: r.GetHeldBy(), Codec: r.GetCodec(),
-			MotionScore: r.GetMotionScore(), Expires: r.GetExpires().AsTime(), Recovered: r.GetRecovered(),
+			MotionScore: r.GetMotionScore(), Expires: r.GetExpires().AsTime(), Recovered: r.GetRecovered(), Missing: r.GetMissing(),
 		})
 	}
 	return segs, nil

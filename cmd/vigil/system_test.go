@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +51,7 @@ type runningCentral struct {
 	*server.Server
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startCentralProcess(t testing.TB, cfg *centralconfig.Config) *runningCentral {
@@ -80,16 +83,19 @@ func startCentralProcessWith(t testing.TB, cfg *centralconfig.Config, realHashin
 }
 
 func (rc *runningCentral) stop(t testing.TB) {
-	rc.cancel()
-	if err := <-rc.done; err != nil {
-		t.Errorf("central: %v", err)
-	}
+	rc.once.Do(func() {
+		rc.cancel()
+		if err := <-rc.done; err != nil {
+			t.Errorf("central: %v", err)
+		}
+	})
 }
 
 type runningAgentProcess struct {
 	*agent.Agent
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startAgentProcess(t testing.TB, cfg *agentconfig.Config) *runningAgentProcess {
@@ -105,10 +111,12 @@ func startAgentProcess(t testing.TB, cfg *agentconfig.Config) *runningAgentProce
 }
 
 func (ra *runningAgentProcess) stop(t testing.TB) {
-	ra.cancel()
-	if err := <-ra.done; err != nil {
-		t.Errorf("agent: %v", err)
-	}
+	ra.once.Do(func() {
+		ra.cancel()
+		if err := <-ra.done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
 }
 
 // indexIDs lists the ids in a running agent's index.
@@ -198,7 +206,7 @@ func TestCatalogSurvivesCentralOutage(t *testing.T) {
 	waitUntil(t, 20*time.Second, "recording during the outage", func() bool { return len(indexIDs(t, ag.Agent)) >= before+3 })
 	ag.stop(t)
 	ag = startAgentProcess(t, acfg)
-	defer ag.stop(t)
+	defer func() { ag.stop(t) }()
 	before = len(indexIDs(t, ag.Agent))
 	waitUntil(t, 20*time.Second, "recording after the agent restart", func() bool { return len(indexIDs(t, ag.Agent)) >= before+3 })
 	if st := ag.Status(); st.ReportsPending == 0 || st.Central == nil || st.Central.Connected {
@@ -206,7 +214,7 @@ func TestCatalogSurvivesCentralOutage(t *testing.T) {
 	}
 
 	central = startCentralProcess(t, ccfg)
-	defer central.stop(t)
+	defer func() { central.stop(t) }()
 	// Equal at a moment when nothing is in flight.
 	waitUntil(t, 30*time.Second, "catalog equal to the index", func() bool {
 		if ag.Status().ReportsPending != 0 {
@@ -220,6 +228,9 @@ func TestCatalogSurvivesCentralOutage(t *testing.T) {
 		idx, cat := indexIDs(t, ag.Agent), catalogIDs(central)
 		return ag.Status().ReportsPending == 0 && sameIDs(idx, cat)
 	})
+	if rows, err := central.Catalog().Count("north"); err != nil || rows != len(catalogIDs(central)) {
+		t.Fatalf("catalog has %d rows for %d ids (%v): duplicates", rows, len(catalogIDs(central)), err)
+	}
 	t.Logf("catalog and index agree on %d segments", len(catalogIDs(central)))
 	// Commands reach the agent down the same stream and are acknowledged.
 	ack, err := central.Registry().Command(context.Background(), "north", &agentv1.Command{Body: &agentv1.Command_Ping{Ping: &agentv1.Ping{}}})
@@ -235,5 +246,31 @@ func TestCatalogSurvivesCentralOutage(t *testing.T) {
 	}
 	if len(agents[0].Cameras) != 1 || agents[0].Cameras[0].GetState() != "up" {
 		t.Fatalf("camera status at central: %+v", agents[0].Cameras)
+	}
+
+	// Central restored from an older copy of its database: it has applied
+	// less than the agent already forgot. The agent notices and sends its
+	// whole state again; the catalog ends up equal to the index.
+	central.stop(t)
+	dbPath := filepath.Join(ccfg.DataDir, "central.db")
+	backup, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	central = startCentralProcess(t, ccfg)
+	before = len(indexIDs(t, ag.Agent))
+	waitUntil(t, 20*time.Second, "more segments acknowledged", func() bool {
+		return len(indexIDs(t, ag.Agent)) >= before+3 && ag.Status().ReportsPending == 0
+	})
+	central.stop(t)
+	if err := os.WriteFile(dbPath, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	central = startCentralProcess(t, ccfg)
+	waitUntil(t, 30*time.Second, "catalog equal to the index after the restore", func() bool {
+		return ag.Status().ReportsPending == 0 && sameIDs(indexIDs(t, ag.Agent), catalogIDs(central))
+	})
+	if rows, _ := central.Catalog().Count("north"); rows != len(indexIDs(t, ag.Agent)) && rows != len(catalogIDs(central)) {
+		t.Fatalf("catalog rows %d after the restore", rows)
 	}
 }

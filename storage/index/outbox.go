@@ -16,8 +16,9 @@ import (
 // the index so that a segment and the report of it are written in one
 // transaction: no crash can leave a segment indexed but never reported, or
 // reported but not indexed. Reports are opaque payloads to this package,
-// numbered by a sequence that never goes back, even across restarts and
-// after every report has been acknowledged.
+// numbered by a sequence that never goes back within one outbox, even across
+// restarts and after every report has been acknowledged. A new outbox (new
+// id) starts again at 1.
 var (
 	bucketOutbox = []byte("outbox") // seq (8 bytes, big endian) → payload
 	keyNextSeq   = []byte("outbox_next_seq")
@@ -66,16 +67,40 @@ func (ix *Index) OutboxID() (string, error) {
 
 // StartOutbox turns reporting on: in one transaction, it queues the report
 // that payloadFor makes of every segment already indexed (what central has
-// never heard of), and marks the outbox started. It runs once per index; a
-// second call fails with ErrOutboxStarted.
-func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segment) ([]byte, error)) (int, error) {
+// never heard of), then the extra payloads, and gives the outbox an id. It
+// runs once per index; a second call fails with ErrOutboxStarted.
+func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segment) ([]byte, error), extra ...[]byte) (int, error) {
+	return ix.newOutbox(ctx, false, payloadFor, extra)
+}
+
+// RestartOutbox replaces the outbox with a new one, under a new id: the
+// queued reports are dropped and replaced by a report of every indexed
+// segment and the extra payloads. An agent does this when central's
+// picture of it cannot be brought up to date by resending (central lost or
+// rolled back its state, or this index was restored from a copy): central
+// then rebuilds the district from the new outbox.
+func (ix *Index) RestartOutbox(ctx context.Context, payloadFor func(storage.Segment) ([]byte, error), extra ...[]byte) (int, error) {
+	return ix.newOutbox(ctx, true, payloadFor, extra)
+}
+
+func (ix *Index) newOutbox(ctx context.Context, restart bool, payloadFor func(storage.Segment) ([]byte, error), extra [][]byte) (int, error) {
 	n := 0
 	outboxID := storage.NewSegmentID() // any random id will do
 	err := ix.submit(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		meta := tx.Bucket(bucketMeta)
-		if meta.Get(keyStarted) != nil {
+		if meta.Get(keyStarted) != nil && !restart {
 			return ErrOutboxStarted
+		}
+		if tx.Bucket(bucketOutbox) != nil {
+			if err := tx.DeleteBucket(bucketOutbox); err != nil {
+				return err
+			}
+		}
+		// Sequence numbers count within one outbox: central expects a new
+		// one to start at 1.
+		if err := meta.Put(keyNextSeq, binary.BigEndian.AppendUint64(nil, 1)); err != nil {
+			return err
 		}
 		c := tx.Bucket(bucketSegments).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -92,6 +117,11 @@ func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segmen
 			}
 			n++
 		}
+		for _, p := range extra {
+			if _, err := appendTx(tx, p); err != nil {
+				return err
+			}
+		}
 		return meta.Put(keyStarted, []byte(outboxID))
 	})
 	if err != nil {
@@ -99,6 +129,42 @@ func (ix *Index) StartOutbox(ctx context.Context, payloadFor func(storage.Segmen
 	}
 	ix.notifyReports()
 	return n, nil
+}
+
+// UpdateReported is Update, plus the report payloadFor makes of the updated
+// segment queued in the same transaction.
+func (ix *Index) UpdateReported(id string, fn func(*storage.Segment) error, payloadFor func(storage.Segment) ([]byte, error)) error {
+	err := ix.update(id, fn, func(tx *bolt.Tx, s *storage.Segment) error {
+		p, err := payloadFor(*s)
+		if err != nil {
+			return err
+		}
+		_, err = appendTx(tx, p)
+		return err
+	})
+	if err == nil {
+		ix.notifyReports()
+	}
+	return err
+}
+
+// OutboxRange is the first queued report's sequence number (0 when none is
+// queued) and the last number ever handed out.
+func (ix *Index) OutboxRange() (first, last uint64, err error) {
+	err = ix.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketOutbox); b != nil {
+			if k, _ := b.Cursor().First(); k != nil {
+				first = binary.BigEndian.Uint64(k)
+			}
+		}
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			if v := meta.Get(keyNextSeq); len(v) == 8 {
+				last = binary.BigEndian.Uint64(v) - 1
+			}
+		}
+		return nil
+	})
+	return first, last, err
 }
 
 // PutReported is Put, plus payload queued in the outbox in the same

@@ -105,3 +105,44 @@ func TestOutboxConcurrentAppendsAreDense(t *testing.T) {
 		t.Fatalf("%d reports", len(reports))
 	}
 }
+
+func TestRestartOutbox(t *testing.T) {
+	ix := MustOpenTemp(t)
+	ctx := context.Background()
+	MustPut(t, ix, seg("a", "n/c", t0, time.Minute))
+	payload := func(s storage.Segment) ([]byte, error) { return []byte("stored " + s.ID), nil }
+	if _, err := ix.StartOutbox(ctx, payload); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := ix.OutboxID()
+	for range 5 {
+		ix.AppendReport(ctx, []byte("status"))
+	}
+	ix.AckReports(3)
+	if f, l, _ := ix.OutboxRange(); f != 4 || l != 6 {
+		t.Fatalf("range %d-%d", f, l)
+	}
+	MustPut(t, ix, seg("b", "n/c", t0.Add(time.Minute), time.Minute))
+	n, err := ix.RestartOutbox(ctx, payload, []byte("camera"))
+	if err != nil || n != 2 {
+		t.Fatalf("RestartOutbox = %d, %v", n, err)
+	}
+	if id, _ := ix.OutboxID(); id == first || len(id) != 16 {
+		t.Fatalf("outbox id %q after restart (was %q)", id, first)
+	}
+	got, _ := ix.Reports(0, 10)
+	if len(got) != 3 || got[0].Seq != 1 || string(got[0].Payload) != "stored a" || string(got[2].Payload) != "camera" {
+		t.Fatalf("new outbox holds %+v", got)
+	}
+	// UpdateReported changes the segment and queues its report together.
+	err = ix.UpdateReported("a", func(s *storage.Segment) error { s.Missing = true; return nil }, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := ix.Get("a"); !s.Missing {
+		t.Fatal("update not applied")
+	}
+	if got, _ := ix.Reports(3, 10); len(got) != 1 || string(got[0].Payload) != "stored a" {
+		t.Fatalf("update not reported: %+v", got)
+	}
+}

@@ -356,6 +356,12 @@ func (ix *Index) SetMissing(id string, missing bool) error {
 // wrapped and nothing is stored. fn must not change the id. A missing id
 // fails with ErrNotFound, an invalid result with ErrInvalidSegment.
 func (ix *Index) Update(id string, fn func(*storage.Segment) error) error {
+	return ix.update(id, fn, nil)
+}
+
+// update is Update with an extra step run in the write transaction on the
+// stored result (the outbox's report of it).
+func (ix *Index) update(id string, fn func(*storage.Segment) error, also func(*bolt.Tx, *storage.Segment) error) error {
 	for range maxUpdateAttempts {
 		var raw []byte
 		err := ix.view(func(tx *bolt.Tx) error {
@@ -391,7 +397,13 @@ func (ix *Index) Update(id string, fn func(*storage.Segment) error) error {
 			if cur := tx.Bucket(bucketSegments).Get([]byte(id)); !bytes.Equal(cur, raw) {
 				return errConflict
 			}
-			return putTx(tx, &s, val, false)
+			if err := putTx(tx, &s, val, false); err != nil {
+				return err
+			}
+			if also != nil {
+				return also(tx, &s)
+			}
+			return nil
 		})
 		if errors.Is(err, errConflict) {
 			continue

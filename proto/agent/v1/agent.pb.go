@@ -662,19 +662,21 @@ func (*Report_SegmentDeleted) isReport_Body() {}
 func (*Report_CameraStatus) isReport_Body() {}
 
 type Segment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Camera        string                 `protobuf:"bytes,2,opt,name=camera,proto3" json:"camera,omitempty"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
-	End           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
-	Bytes         int64                  `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	Sha256        string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Codec         string                 `protobuf:"bytes,7,opt,name=codec,proto3" json:"codec,omitempty"`
-	MotionScore   float64                `protobuf:"fixed64,8,opt,name=motion_score,json=motionScore,proto3" json:"motion_score,omitempty"`
-	Key           string                 `protobuf:"bytes,9,opt,name=key,proto3" json:"key,omitempty"`
-	Expires       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires,proto3" json:"expires,omitempty"`
-	HeldBy        []string               `protobuf:"bytes,11,rep,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
-	Recovered     bool                   `protobuf:"varint,12,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Camera      string                 `protobuf:"bytes,2,opt,name=camera,proto3" json:"camera,omitempty"`
+	Start       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	Bytes       int64                  `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Sha256      string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Codec       string                 `protobuf:"bytes,7,opt,name=codec,proto3" json:"codec,omitempty"`
+	MotionScore float64                `protobuf:"fixed64,8,opt,name=motion_score,json=motionScore,proto3" json:"motion_score,omitempty"`
+	Key         string                 `protobuf:"bytes,9,opt,name=key,proto3" json:"key,omitempty"`
+	Expires     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires,proto3" json:"expires,omitempty"`
+	HeldBy      []string               `protobuf:"bytes,11,rep,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
+	Recovered   bool                   `protobuf:"varint,12,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	// The agent's store lost the object (found at reconciliation).
+	Missing       bool `protobuf:"varint,13,opt,name=missing,proto3" json:"missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +791,13 @@ func (x *Segment) GetHeldBy() []string {
 func (x *Segment) GetRecovered() bool {
 	if x != nil {
 		return x.Recovered
+	}
+	return false
+}
+
+func (x *Segment) GetMissing() bool {
+	if x != nil {
+		return x.Missing
 	}
 	return false
 }
@@ -1368,7 +1377,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x0esegment_stored\x18\x03 \x01(\v2\x1d.vigil.agent.v1.SegmentStoredH\x00R\rsegmentStored\x12I\n" +
 	"\x0fsegment_deleted\x18\x04 \x01(\v2\x1e.vigil.agent.v1.SegmentDeletedH\x00R\x0esegmentDeleted\x12C\n" +
 	"\rcamera_status\x18\x05 \x01(\v2\x1c.vigil.agent.v1.CameraStatusH\x00R\fcameraStatusB\x06\n" +
-	"\x04body\"\xf7\x02\n" +
+	"\x04body\"\x91\x03\n" +
 	"\aSegment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06camera\x18\x02 \x01(\tR\x06camera\x120\n" +
@@ -1382,7 +1391,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\aexpires\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x17\n" +
 	"\aheld_by\x18\v \x03(\tR\x06heldBy\x12\x1c\n" +
-	"\trecovered\x18\f \x01(\bR\trecovered\"B\n" +
+	"\trecovered\x18\f \x01(\bR\trecovered\x12\x18\n" +
+	"\amissing\x18\r \x01(\bR\amissing\"B\n" +
 	"\rSegmentStored\x121\n" +
 	"\asegment\x18\x01 \x01(\v2\x17.vigil.agent.v1.SegmentR\asegment\"\x8b\x01\n" +
 	"\x0eSegmentDeleted\x12\x0e\n" +

@@ -973,6 +973,7 @@ type Recording struct {
 	MotionScore   float64                `protobuf:"fixed64,11,opt,name=motion_score,json=motionScore,proto3" json:"motion_score,omitempty"`
 	Expires       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=expires,proto3" json:"expires,omitempty"`
 	Recovered     bool                   `protobuf:"varint,13,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	Missing       bool                   `protobuf:"varint,14,opt,name=missing,proto3" json:"missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1094,6 +1095,13 @@ func (x *Recording) GetExpires() *timestamppb.Timestamp {
 func (x *Recording) GetRecovered() bool {
 	if x != nil {
 		return x.Recovered
+	}
+	return false
+}
+
+func (x *Recording) GetMissing() bool {
+	if x != nil {
+		return x.Missing
 	}
 	return false
 }
@@ -1536,7 +1544,7 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\x16ListRecordingsResponse\x127\n" +
 	"\n" +
 	"recordings\x18\x01 \x03(\v2\x17.vigil.ops.v1.RecordingR\n" +
-	"recordings\"\x95\x03\n" +
+	"recordings\"\xaf\x03\n" +
 	"\tRecording\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bdistrict\x18\x02 \x01(\tR\bdistrict\x12\x16\n" +
@@ -1551,7 +1559,8 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	" \x01(\tR\x05codec\x12!\n" +
 	"\fmotion_score\x18\v \x01(\x01R\vmotionScore\x124\n" +
 	"\aexpires\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x1c\n" +
-	"\trecovered\x18\r \x01(\bR\trecovered\"\x94\x01\n" +
+	"\trecovered\x18\r \x01(\bR\trecovered\x12\x18\n" +
+	"\amissing\x18\x0e \x01(\bR\amissing\"\x94\x01\n" +
 	"\x0eAddUserRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1c\n" +
