@@ -26,10 +26,7 @@ type opsService struct {
 }
 
 func (o *opsService) Login(ctx context.Context, req *opsv1.LoginRequest) (*opsv1.LoginResponse, error) {
-	addr := clientAddr(ctx)
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		addr = host // rate limits are per address, not per source port
-	}
+	addr := hostOnly(clientAddr(ctx))
 	token, expires, u, err := o.s.users.Login(req.GetUser(), req.GetPassword(), addr)
 	var tooMany *users.TooManyAttemptsError
 	switch {
@@ -198,14 +195,34 @@ func (o *opsService) DisableUser(ctx context.Context, req *opsv1.DisableUserRequ
 }
 
 func (o *opsService) SetPassword(ctx context.Context, req *opsv1.SetPasswordRequest) (*opsv1.SetPasswordResponse, error) {
-	if err := authz.AuthorizeSetPassword(callerOf(ctx).user, req.GetName()); err != nil {
+	c := callerOf(ctx)
+	if err := authz.AuthorizeSetPassword(c.user, req.GetName()); err != nil {
 		return nil, denied(err)
+	}
+	if req.GetName() == c.user.Name {
+		// Prove it is the person, not just their session: check the
+		// current password as a login would (rate-limited, failures
+		// recorded). The session it opens ends with SetPassword below.
+		if _, _, _, err := o.s.users.Login(c.user.Name, req.GetCurrentPassword(), hostOnly(clientAddr(ctx))); err != nil {
+			if errors.Is(err, users.ErrBadCredentials) {
+				return nil, status.Error(codes.PermissionDenied, "current password is wrong")
+			}
+			return nil, status.Error(codes.ResourceExhausted, err.Error())
+		}
 	}
 	if err := o.s.users.SetPassword(req.GetName(), req.GetPassword()); err != nil {
 		return nil, userError(err)
 	}
 	o.s.log.Info("password changed", "user", req.GetName(), "by", callerOf(ctx).user.Name)
 	return &opsv1.SetPasswordResponse{}, nil
+}
+
+// hostOnly drops the port: rate limits are per address, not per source port.
+func hostOnly(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 func userError(err error) error {

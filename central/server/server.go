@@ -140,6 +140,28 @@ func (s *Server) agentDistrict(ctx context.Context) (string, error) {
 	return district, nil
 }
 
+// failedLoginRetention is how long failed logins are kept: long enough for
+// an auditor to review a period, not forever (they name people).
+const failedLoginRetention = 90 * 24 * time.Hour
+
+// pruneFailedLogins forgets old failed logins at start and daily.
+func (s *Server) pruneFailedLogins(ctx context.Context) {
+	tick := time.NewTicker(24 * time.Hour)
+	defer tick.Stop()
+	for {
+		if n, err := s.users.PruneFailedLogins(s.opts.Now().Add(-failedLoginRetention)); err != nil {
+			s.log.Error("prune failed logins", "error", err)
+		} else if n > 0 {
+			s.log.Info("old failed logins pruned", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // Fingerprint is the SHA-256 fingerprint of central's CA, which agents and
 // users pin.
 func (s *Server) Fingerprint() string { return s.ca.Fingerprint() }
@@ -208,6 +230,7 @@ func (s *Server) Run(ctx context.Context) error {
 	)
 	opsv1.RegisterOpsServer(apiSrv, &opsService{s: s})
 
+	go s.pruneFailedLogins(ctx)
 	errs := make(chan error, 2)
 	go func() { errs <- agentSrv.Serve(agentLis) }()
 	go func() { errs <- apiSrv.Serve(apiLis) }()

@@ -184,7 +184,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return err
 		},
 		"SetPassword(self)": func(cl opsv1.OpsClient, self, _ string) error {
-			_, err := cl.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: self, Password: testPassword})
+			_, err := cl.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: self, Password: testPassword, CurrentPassword: testPassword})
 			return err
 		},
 	}
@@ -268,6 +268,29 @@ func TestUnauthenticatedAndExpired(t *testing.T) {
 	if err != nil || len(failures) < 5 {
 		t.Fatalf("failed logins recorded: %d %v", len(failures), err)
 	}
+}
+
+// Changing one's own password needs the current one: a stolen session
+// alone cannot take the account over.
+func TestOwnPasswordNeedsCurrent(t *testing.T) {
+	c := startCentral(t)
+	ctx := context.Background()
+	admin := c.client(t, c.login(t, "admin", c.adminPwd))
+	if _, err := admin.AddUser(ctx, &opsv1.AddUserRequest{Name: "olga", Role: "operator", Districts: []string{"north"}, Password: testPassword}); err != nil {
+		t.Fatal(err)
+	}
+	olga := c.client(t, c.login(t, "olga", testPassword))
+	for _, current := range []string{"", "not the password"} {
+		_, err := olga.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: "olga", Password: "a brand new password", CurrentPassword: current})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("current %q: %v", current, err)
+		}
+	}
+	c.login(t, "olga", testPassword) // unchanged
+	if _, err := olga.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: "olga", Password: "a brand new password", CurrentPassword: testPassword}); err != nil {
+		t.Fatal(err)
+	}
+	c.login(t, "olga", "a brand new password")
 }
 
 // A client that pins another CA refuses central before sending anything.

@@ -99,6 +99,12 @@ func (s *Store) Login(name, password, clientAddr string) (token string, expires 
 	ukey, akey := userKey(recName), addrKey(clientAddr)
 
 	if terr := s.lim.admit(s.opts.Now, ukey, akey); terr != nil {
+		// Refused attempts are recorded at most once a minute per name and
+		// address: a flood of them must not become a flood of fsyncs and
+		// disk (each refusal costs the server nothing else).
+		if s.throttleNoted(ukey + akey) {
+			return "", time.Time{}, User{}, terr
+		}
 		s.log.Warn("login refused: too many failures", "user", recName, "client", recAddr, "scope", terr.Scope, "retry_after", terr.RetryAfter)
 		if rerr := s.recordFailure(recName, recAddr, ReasonThrottled); rerr != nil {
 			return "", time.Time{}, User{}, errors.Join(terr, rerr)
@@ -358,6 +364,22 @@ func failureKeyPrefix(t time.Time) []byte {
 // recordFailure writes one failure durably. The key adds a sequence number
 // to the time so that failures in the same nanosecond do not overwrite each
 // other.
+// throttleNoted reports whether a refusal for key was recorded within the
+// last minute, and notes this one otherwise.
+func (s *Store) throttleNoted(key string) bool {
+	now := s.opts.Now()
+	s.throttledMu.Lock()
+	defer s.throttledMu.Unlock()
+	if s.throttled == nil || len(s.throttled) > 10000 {
+		s.throttled = map[string]time.Time{} // bounded: forget everything
+	}
+	if last, ok := s.throttled[key]; ok && now.Sub(last) < time.Minute {
+		return true
+	}
+	s.throttled[key] = now
+	return false
+}
+
 func (s *Store) recordFailure(name, addr string, reason FailureReason) error {
 	f := Failure{Time: s.opts.Now().UTC(), User: name, Address: addr, Reason: reason}
 	v, err := json.Marshal(f)

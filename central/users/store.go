@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,6 +100,11 @@ type Store struct {
 	// verifications counts argon2 verifications done, so that tests can
 	// check an unknown name costs one like a wrong password does.
 	verifications atomic.Int64
+
+	// throttled holds when a refused (throttled) attempt was last recorded,
+	// per name and address.
+	throttledMu sync.Mutex
+	throttled   map[string]time.Time
 }
 
 // record is a user as stored: the public User plus what never leaves the

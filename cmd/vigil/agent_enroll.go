@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,16 +19,24 @@ func newAgentEnrollCommand() *cobra.Command {
 		force                      bool
 	)
 	cmd := &cobra.Command{
-		Use:   "enroll --central ADDR --token TOKEN --config FILE",
+		Use:   "enroll --central ADDR --token TOKEN [--config FILE]",
 		Short: "Enrol this district's agent with central (once)",
 		Long: `Enrol the agent with central: a key is made that never leaves this machine,
 central signs a certificate for the district of the token, and central's CA
 is pinned (its fingerprint is in the token). The identity is kept in the
-agent's data_dir; restart the agent to connect.`,
+agent's data_dir; restart the agent to connect. --token - reads the token
+from stdin, which keeps it out of the process list and shell history.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if central == "" || token == "" || configPath == "" {
-				return errors.New("--central, --token and --config are required")
+			if central == "" || token == "" {
+				return errors.New("--central and --token are required")
+			}
+			if token == "-" {
+				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if err != nil && !errors.Is(err, io.EOF) {
+					return err
+				}
+				token = strings.TrimSpace(line)
 			}
 			cfg, err := config.Load(configPath)
 			if err != nil {
@@ -45,7 +56,7 @@ agent's data_dir; restart the agent to connect.`,
 	f := cmd.Flags()
 	f.StringVar(&central, "central", "", "central's agent listener, HOST:PORT")
 	f.StringVar(&token, "token", "", "token from vigil central token create")
-	f.StringVar(&configPath, "config", "", "this agent's configuration file")
+	f.StringVar(&configPath, "config", "/etc/vigil/agent.yaml", "this agent's configuration file")
 	f.BoolVar(&force, "force", false, "replace an existing identity")
 	return cmd
 }

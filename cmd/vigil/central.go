@@ -73,8 +73,8 @@ func newTokenCreateCommand() *cobra.Command {
 				return callError(err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), resp.GetToken())
-			fmt.Fprintf(cmd.ErrOrStderr(), "valid once, until %s. On the district server:\n  vigil agent enroll --central AGENT-ADDRESS --token %s --config /etc/vigil/agent.yaml\n(central's agent listener, not the API address %s)\n",
-				resp.GetExpires().AsTime().Local().Format(time.DateTime), resp.GetToken(), s.Central)
+			fmt.Fprintf(cmd.ErrOrStderr(), "valid once, until %s. On the district server, with the token on stdin:\n  vigil agent enroll --central AGENT-ADDRESS --token - --config /etc/vigil/agent.yaml\n(AGENT-ADDRESS is central's agent listener, not the API address %s)\n",
+				resp.GetExpires().AsTime().Local().Format(time.DateTime), s.Central)
 			return nil
 		},
 	}

@@ -124,7 +124,7 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 	}
 	defer central.stop()
 	info.Central, info.CAFingerprint = central.srv.APIAddr(), central.srv.Fingerprint()
-	if info.Users, err = demoUsers(central.srv); err != nil {
+	if info.Users, err = demoUsers(central.srv, previousDemoUsers(dataDir)); err != nil {
 		return err
 	}
 	if err := enrollDemoAgent(ctx, central.srv, cfg, logger); err != nil {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -72,9 +74,10 @@ func startDemoCentral(ctx context.Context, dataDir string, logger *slog.Logger) 
 	}
 }
 
-// demoUsers makes one user per role, with fresh random passwords at every
-// run (the previous run's passwords are not kept anywhere else).
-func demoUsers(srv *server.Server) (map[string]demoUser, error) {
+// demoUsers makes one user per role with a random password. Users already
+// there keep the password demo.json recorded, so that a login survives a
+// demo restart; only when it is unknown is a new one set.
+func demoUsers(srv *server.Server, previous map[string]demoUser) (map[string]demoUser, error) {
 	out := map[string]demoUser{}
 	for _, role := range []users.Role{users.RoleOperator, users.RoleOfficer, users.RoleAuditor, users.RoleAdmin} {
 		name := string(role)
@@ -85,6 +88,10 @@ func demoUsers(srv *server.Server) (map[string]demoUser, error) {
 		}
 		_, err := srv.Users().Add(name, role, districts, "demo: no designation act", pw)
 		if errors.Is(err, users.ErrUserExists) {
+			if old, ok := previous[name]; ok && old.Password != "" {
+				out[name] = old
+				continue
+			}
 			err = srv.Users().SetPassword(name, pw)
 		}
 		if err != nil {
@@ -93,6 +100,16 @@ func demoUsers(srv *server.Server) (map[string]demoUser, error) {
 		out[name] = demoUser{User: name, Password: pw}
 	}
 	return out, nil
+}
+
+// previousDemoUsers reads the users of an earlier run's demo.json.
+func previousDemoUsers(dataDir string) map[string]demoUser {
+	var info demoInfo
+	data, err := os.ReadFile(filepath.Join(dataDir, "demo.json"))
+	if err != nil || json.Unmarshal(data, &info) != nil {
+		return nil
+	}
+	return info.Users
 }
 
 // enrollDemoAgent enrols the demo's agent with the demo's central, unless it

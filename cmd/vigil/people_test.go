@@ -91,11 +91,17 @@ func TestPeopleCLI(t *testing.T) {
 	if _, err := run("", "user", "list"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("operator lists users: %v", err)
 	}
-	if out, err := run("operator pass 2\noperator pass 2\n", "user", "passwd", "--password-stdin"); err != nil || !strings.Contains(out, "password of olga changed") {
+	if _, err := run("wrong current\noperator pass 2\n", "user", "passwd", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "current password is wrong") {
+		t.Fatalf("own password with a wrong current one: %v", err)
+	}
+	if out, err := run("operator pass 1\noperator pass 2\n", "user", "passwd", "--password-stdin"); err != nil || !strings.Contains(out, "log in again") {
 		t.Fatalf("own password: %v %s", err, out)
 	}
-	if _, err := run("", "agents", "list"); err == nil || !strings.Contains(err.Error(), "not authenticated") {
+	if _, err := run("", "agents", "list"); err == nil || !strings.Contains(err.Error(), "run vigil login") {
 		t.Fatalf("the password change must end the session: %v", err)
+	}
+	if _, err := run("operator pass 2\n", "login", "--central", api, "--user", "olga", "--password-stdin"); err != nil {
+		t.Fatalf("login with the new password: %v", err)
 	}
 	if out, err := run("", "logout"); err != nil || !strings.Contains(out, "logged out") {
 		t.Fatalf("logout: %v %s", err, out)

@@ -166,8 +166,14 @@ func firstLine(s string) string {
 // readPassword reads a password from stdin (--password-stdin: the first
 // line) or from the terminal without echo, asking twice when confirm.
 func readPassword(cmd *cobra.Command, fromStdin bool, prompt string, confirm bool) (string, error) {
+	return readPasswordFrom(cmd, bufio.NewReader(cmd.InOrStdin()), fromStdin, prompt, confirm)
+}
+
+// readPasswordFrom is readPassword reading stdin lines from in, so that
+// several passwords can be read from one stdin.
+func readPasswordFrom(cmd *cobra.Command, in *bufio.Reader, fromStdin bool, prompt string, confirm bool) (string, error) {
 	if fromStdin {
-		line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+		line, err := in.ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"strings"
@@ -158,14 +159,34 @@ func newUserPasswdCommand() *cobra.Command {
 			if len(args) == 1 {
 				name = args[0]
 			}
-			pw, err := readPassword(cmd, passwordStdin, "new password for "+name+": ", true)
-			if err != nil {
+			req := &opsv1.SetPasswordRequest{Name: name}
+			own := name == s.User
+			if own {
+				// With --password-stdin: the current password on the
+				// first line, the new one on the second.
+				in := bufio.NewReader(cmd.InOrStdin())
+				if req.CurrentPassword, err = readPasswordFrom(cmd, in, passwordStdin, "current password: ", false); err != nil {
+					return err
+				}
+				if req.Password, err = readPasswordFrom(cmd, in, passwordStdin, "new password: ", true); err != nil {
+					return err
+				}
+			} else if req.Password, err = readPassword(cmd, passwordStdin, "new password for "+name+": ", true); err != nil {
 				return err
 			}
-			if _, err := client.SetPassword(cmd.Context(), &opsv1.SetPasswordRequest{Name: name, Password: pw}); err != nil {
+			if _, err := client.SetPassword(cmd.Context(), req); err != nil {
 				return callError(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed\n", name)
+			if own {
+				// Changing a password ends its sessions, this one included.
+				s.Token, s.Expires = "", time.Time{}
+				if err := s.save(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed; log in again\n", name)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed (their sessions are ended)\n", name)
 			return nil
 		},
 	}

@@ -1387,11 +1387,14 @@ func (*DisableUserResponse) Descriptor() ([]byte, []int) {
 }
 
 type SetPasswordRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// Required when changing one's own password: a stolen session token
+	// alone must not be enough to take an account over.
+	CurrentPassword string `protobuf:"bytes,3,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SetPasswordRequest) Reset() {
@@ -1434,6 +1437,13 @@ func (x *SetPasswordRequest) GetName() string {
 func (x *SetPasswordRequest) GetPassword() string {
 	if x != nil {
 		return x.Password
+	}
+	return ""
+}
+
+func (x *SetPasswordRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
 	}
 	return ""
 }
@@ -1574,10 +1584,11 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\x05users\x18\x01 \x03(\v2\x12.vigil.ops.v1.UserR\x05users\"(\n" +
 	"\x12DisableUserRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13DisableUserResponse\"D\n" +
+	"\x13DisableUserResponse\"o\n" +
 	"\x12SetPasswordRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x15\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12)\n" +
+	"\x10current_password\x18\x03 \x01(\tR\x0fcurrentPassword\"\x15\n" +
 	"\x13SetPasswordResponse2\xaf\x06\n" +
 	"\x03Ops\x12@\n" +
 	"\x05Login\x12\x1a.vigil.ops.v1.LoginRequest\x1a\x1b.vigil.ops.v1.LoginResponse\x12C\n" +
