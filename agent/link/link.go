@@ -155,10 +155,11 @@ func (l *Link) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := l.session(ctx, client)
-		l.setConnected(false, err)
 		if ctx.Err() != nil {
+			l.setConnected(false, nil) // stopping: nothing went wrong
 			return nil
 		}
+		l.setConnected(false, err)
 		if errors.Is(err, errResynced) {
 			continue
 		}
