@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-cctv/vigil/agent/config"
 	"github.com/vigil-cctv/vigil/agent/link"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/fs"
 	"github.com/vigil-cctv/vigil/storage/index"
@@ -213,6 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		camWG.Add(1)
 		go func() { defer camWG.Done(); cam.run(ctx) }()
 	}
+	a.journal(ctx, index.JournalEntry{Time: time.Now(), Action: actions.AgentStarted, Detail: fmt.Sprintf("version %s, %d cameras", Version, len(a.cameras))})
 	a.log.Info("agent started", "cameras", len(a.cameras), "retention", a.cfg.Retention.String(), "data_dir", a.cfg.DataDir)
 	<-ctx.Done()
 	camWG.Wait() // every open segment is closed and queued

@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-cctv/vigil/agent/link"
 	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/index"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -48,7 +49,11 @@ func (a *Agent) setupLink() error {
 		a.raise(AlarmIdentity, fmt.Sprintf("agent certificate expires %s: enrol again", id.Certificate().NotAfter.Format(time.DateOnly)))
 	}
 	if !a.reporting {
-		n, err := a.index.StartOutbox(context.Background(), segmentStored)
+		journal, err := a.journalPayloads()
+		if err != nil {
+			return err
+		}
+		n, err := a.index.StartOutbox(context.Background(), segmentStored, journal...)
 		if err != nil {
 			return err
 		}
@@ -68,10 +73,50 @@ func (a *Agent) setupLink() error {
 
 func segmentStored(s storage.Segment) ([]byte, error) { return link.SegmentStored(s, time.Now()) }
 
+// journalPayloads are reports of every entry of the district's chained log
+// still kept; central skips those it has already linked.
+func (a *Agent) journalPayloads() ([][]byte, error) {
+	var out [][]byte
+	for next := uint64(1); ; {
+		batch, err := a.index.JournalEntries(next, 1024)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range batch {
+			p, err := link.Journal(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+			next = e.Seq + 1
+		}
+		if len(batch) < 1024 {
+			return out, nil
+		}
+	}
+}
+
+// journal records what happens at the district in its chained log, reported
+// to central in the same transaction once reporting has started.
+func (a *Agent) journal(ctx context.Context, e index.JournalEntry) error {
+	var report func(index.JournalEntry) ([]byte, error)
+	if a.reporting {
+		report = link.Journal
+	}
+	_, err := a.index.Journal(ctx, e, report)
+	if err != nil {
+		a.log.Error("journal", "action", e.Action, "error", err)
+	}
+	return err
+}
+
 // resync replaces the outbox with the agent's whole state: every indexed
-// segment and every camera's status.
+// segment, every camera's status, and the chained log.
 func (a *Agent) resync(ctx context.Context) error {
-	var extra [][]byte
+	extra, err := a.journalPayloads()
+	if err != nil {
+		return err
+	}
 	for _, c := range a.cameras {
 		p, err := link.CameraStatus(cameraStatusReport(c.status()), time.Now())
 		if err != nil {

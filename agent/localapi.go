@@ -11,9 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/vigil-cctv/vigil/proto/actions"
 	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/index"
 )
 
 // SocketName is the agent's local API socket inside its data dir. The index
@@ -49,6 +52,16 @@ func (a *Agent) serveLocalAPI() (stop func(), err error) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
+		// A local look at footage metadata is a maintenance access: it is
+		// recorded in the district's chained log before anything is served.
+		if err := a.journal(r.Context(), index.JournalEntry{
+			Time: time.Now(), Action: actions.MaintenanceAccess, Camera: q.Camera,
+			Detail: fmt.Sprintf("%s: recordings list %s/%s %s to %s", peerOf(r.Context()), q.District, q.Camera,
+				q.From.UTC().Format(time.RFC3339), q.To.UTC().Format(time.RFC3339)),
+		}); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot record this access, refused: " + err.Error()})
+			return
+		}
 		segs, err := a.index.List(q.District, q.Camera, q.From, q.To)
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
@@ -56,7 +69,7 @@ func (a *Agent) serveLocalAPI() (stop func(), err error) {
 		}
 		writeJSON(w, http.StatusOK, segs)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer}
 	go srv.Serve(l)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -64,6 +77,29 @@ func (a *Agent) serveLocalAPI() (stop func(), err error) {
 		srv.Shutdown(ctx)
 		os.Remove(path)
 	}, nil
+}
+
+type peerKey struct{}
+
+// withPeer notes who is on the other end of the socket (the kernel says,
+// SO_PEERCRED), for the maintenance access record.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	who := "unknown local user"
+	if uc, ok := c.(*net.UnixConn); ok {
+		if raw, err := uc.SyscallConn(); err == nil {
+			raw.Control(func(fd uintptr) {
+				if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+					who = fmt.Sprintf("uid %d pid %d", cred.Uid, cred.Pid)
+				}
+			})
+		}
+	}
+	return context.WithValue(ctx, peerKey{}, who)
+}
+
+func peerOf(ctx context.Context) string {
+	who, _ := ctx.Value(peerKey{}).(string)
+	return who
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

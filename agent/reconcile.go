@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/segmenter"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/index"
 )
 
 // quarantineDir (in the data dir) receives spool files that are not
@@ -90,6 +92,7 @@ func (a *Agent) quarantine(sf spoolFile, cause error) {
 		err = os.Rename(sf.path, dst)
 	}
 	msg := fmt.Sprintf("spool file %s is not a segment: %v", sf.path, cause)
+	a.journal(context.Background(), index.JournalEntry{Time: time.Now(), Action: actions.SpoolQuarantined, Camera: sf.camera, Detail: clipText(msg)})
 	if err != nil {
 		msg += fmt.Sprintf(" (could not move it aside: %v)", err)
 	} else {
@@ -203,6 +206,7 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 			if err := a.updateSegment(id, func(s *storage.Segment) error { s.Missing = true; return nil }); err != nil {
 				return res, err
 			}
+			a.journal(ctx, index.JournalEntry{Time: time.Now(), Action: actions.SegmentMissing, Camera: seg.Camera, Segment: id, Detail: seg.Key})
 			res.Missing++
 			if firstMissing == "" {
 				firstMissing = seg.Key
@@ -211,6 +215,7 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 			if err := a.updateSegment(id, func(s *storage.Segment) error { s.Missing = false; return nil }); err != nil {
 				return res, err
 			}
+			a.journal(ctx, index.JournalEntry{Time: time.Now(), Action: actions.SegmentFound, Camera: seg.Camera, Segment: id, Detail: seg.Key})
 		}
 		// Retention is a maximum: a shortened one applies to what exists.
 		if limit := seg.Start.Add(a.retentionOf(seg.Camera)); seg.Expires.After(limit) {

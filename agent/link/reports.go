@@ -9,6 +9,7 @@ import (
 
 	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/index"
 )
 
 // SegmentStored is the outbox payload reporting that seg was stored and
@@ -46,5 +47,27 @@ func SegmentToProto(s storage.Segment) *agentv1.Segment {
 		Start: timestamppb.New(s.Start), End: timestamppb.New(s.End),
 		Bytes: s.Bytes, Sha256: s.SHA256, Codec: s.Codec, MotionScore: s.MotionScore,
 		Key: s.Key, Expires: timestamppb.New(s.Expires), HeldBy: s.HeldBy, Recovered: s.Recovered, Missing: s.Missing,
+	}
+}
+
+// Journal is the outbox payload carrying an entry of the district's chained
+// log.
+func Journal(e index.JournalEntry) ([]byte, error) {
+	return marshal(&agentv1.Report{At: timestamppb.New(e.Time), Body: &agentv1.Report_Journal{Journal: JournalToProto(e)}})
+}
+
+// JournalToProto converts a journal entry for the wire.
+func JournalToProto(e index.JournalEntry) *agentv1.JournalEntry {
+	return &agentv1.JournalEntry{
+		Seq: e.Seq, Time: timestamppb.New(e.Time), Action: e.Action, Camera: e.Camera,
+		Segment: e.Segment, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash,
+	}
+}
+
+// JournalFromProto is the inverse of JournalToProto.
+func JournalFromProto(p *agentv1.JournalEntry) index.JournalEntry {
+	return index.JournalEntry{
+		Seq: p.GetSeq(), Time: p.GetTime().AsTime(), Action: p.GetAction(), Camera: p.GetCamera(),
+		Segment: p.GetSegment(), Detail: p.GetDetail(), Prev: p.GetPrev(), Hash: p.GetHash(),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	"io"
 	"os"
 	"path/filepath"
@@ -96,22 +97,22 @@ func mustOpenRO(t testing.TB, path string) *Log {
 
 // sample is the i-th record of a varied test population.
 func sample(i int) Record {
-	actions := []string{ActionLiveStart, ActionRecordingView, ActionHoldPlace, ActionUserAdd, ActionSegmentDeleted, ActionLoginFail}
+	codes := []string{actions.LiveStart, actions.RecordingView, actions.HoldPlace, actions.UserAdd, actions.SegmentDeleted, actions.LoginFail}
 	outcomes := []string{OutcomeOK, OutcomeOK, OutcomeDenied, OutcomeOK, OutcomeFailed, OutcomeError}
 	r := Record{
 		Actor:   Actor{User: fmt.Sprintf("user%d", i%7), Role: "operator", Designation: "det. 2026/14"},
-		Action:  actions[i%len(actions)],
+		Action:  codes[i%len(codes)],
 		Target:  Target{District: fmt.Sprintf("district%d", i%3), Camera: fmt.Sprintf("cam%d", i%5)},
 		Reason:  fmt.Sprintf("incident report %d: \"theft\" at the east gate", i),
 		Client:  fmt.Sprintf("10.1.%d.%d:5%04d", i%250, i%200, i%10000),
 		Outcome: outcomes[i%len(outcomes)],
 	}
-	if r.Action == ActionRecordingView || r.Action == ActionHoldPlace {
+	if r.Action == actions.RecordingView || r.Action == actions.HoldPlace {
 		r.Target.From = t0.Add(-time.Duration(i) * time.Minute)
 		r.Target.To = r.Target.From.Add(90 * time.Second)
 		r.Target.Segment = fmt.Sprintf("seg-%06d", i)
 	}
-	if r.Action == ActionUserAdd {
+	if r.Action == actions.UserAdd {
 		r.Target.User = fmt.Sprintf("new%d", i)
 	}
 	return r

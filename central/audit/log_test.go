@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	"os"
 	"path/filepath"
 	"slices"
@@ -495,13 +496,13 @@ func TestQuery(t *testing.T) {
 		{"between records", Filter{Since: at(10).Add(time.Second), Until: at(11).Add(time.Second)}, []uint64{11}},
 		{"after the end", Filter{Since: at(61)}, nil},
 		{"actor", Filter{Actor: "user3"}, seqs(func(r Record) bool { return r.Actor.User == "user3" })},
-		{"action", Filter{Action: ActionHoldPlace}, seqs(func(r Record) bool { return r.Action == ActionHoldPlace })},
+		{"action", Filter{Action: actions.HoldPlace}, seqs(func(r Record) bool { return r.Action == actions.HoldPlace })},
 		{"action prefix", Filter{Action: "user.*"}, seqs(func(r Record) bool { return strings.HasPrefix(r.Action, "user.") })},
 		{"district and camera", Filter{District: "district1", Camera: "cam4"}, seqs(func(r Record) bool {
 			return r.Target.District == "district1" && r.Target.Camera == "cam4"
 		})},
 		{"everything combined", Filter{Since: at(5), Until: at(55), Actor: "user2", Action: "recording.*", Camera: "cam2"}, seqs(func(r Record) bool {
-			return r.Seq >= 5 && r.Seq < 55 && r.Actor.User == "user2" && r.Action == ActionRecordingView && r.Target.Camera == "cam2"
+			return r.Seq >= 5 && r.Seq < 55 && r.Actor.User == "user2" && r.Action == actions.RecordingView && r.Target.Camera == "cam2"
 		})},
 		{"limit", Filter{Since: at(20), Limit: 4}, []uint64{20, 21, 22, 23}},
 	} {
@@ -538,7 +539,7 @@ func TestQuery(t *testing.T) {
 		}
 	}
 	n := 0
-	if err := l.Scan(Filter{Action: ActionLiveStart}, func(Record) error { n++; return nil }); err != nil || n != 10 {
+	if err := l.Scan(Filter{Action: actions.LiveStart}, func(Record) error { n++; return nil }); err != nil || n != 10 {
 		t.Errorf("Scan counted %d live.start (%v), want 10", n, err)
 	}
 	stop := errors.New("enough")

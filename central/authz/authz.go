@@ -36,6 +36,8 @@ var (
 	// DESIGN.md says administrators cannot view video without the operator
 	// role, and listing recordings is the first step to viewing them.
 	footage = []users.Role{users.RoleOperator, users.RoleOfficer, users.RoleAuditor}
+	// auditors read the access audit log.
+	auditors = []users.Role{users.RoleAuditor}
 )
 
 // rules is the whole policy of the Ops service. A method missing here is
@@ -58,6 +60,13 @@ var rules = map[string]rule{
 	opsv1.Ops_DisableUser_FullMethodName: {roles: adminOnly},
 	// Admins set anyone's password; everyone may change their own.
 	opsv1.Ops_SetPassword_FullMethodName: {roles: adminOnly, self: true},
+
+	// The audit log is for auditors. Administrators cannot read it either:
+	// it records what they do.
+	opsv1.Ops_AuditLog_FullMethodName:        {roles: auditors},
+	opsv1.Ops_AuditCheckpoint_FullMethodName: {roles: auditors},
+	opsv1.Ops_AuditRecords_FullMethodName:    {roles: auditors},
+	opsv1.Ops_AuditReport_FullMethodName:     {roles: auditors},
 }
 
 // Public reports whether method may be called without a token (Login).

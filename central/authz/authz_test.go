@@ -31,6 +31,14 @@ const (
 // district "north": asking for "north" (in) and for "south" (out).
 type verdict struct{ in, out bool }
 
+// auditorOnly: the audit log names no district; out of scope stays out.
+var auditorOnly = map[users.Role]verdict{
+	users.RoleOperator: {deny, deny},
+	users.RoleOfficer:  {deny, deny},
+	users.RoleAuditor:  {allow, deny},
+	users.RoleAdmin:    {deny, deny},
+}
+
 // expected is the policy written out by hand, role by role. It must agree
 // with the rules table; writing it twice is the point.
 var expected = map[string]map[users.Role]verdict{
@@ -96,6 +104,10 @@ var expected = map[string]map[users.Role]verdict{
 		users.RoleAuditor:  {deny, deny},
 		users.RoleAdmin:    {allow, deny},
 	},
+	opsv1.Ops_AuditLog_FullMethodName:        auditorOnly,
+	opsv1.Ops_AuditCheckpoint_FullMethodName: auditorOnly,
+	opsv1.Ops_AuditRecords_FullMethodName:    auditorOnly,
+	opsv1.Ops_AuditReport_FullMethodName:     auditorOnly,
 }
 
 // scopedMethods are the RPCs that act on districts.

@@ -73,6 +73,11 @@ func New(db *bolt.DB) (*Catalog, error) {
 type appliedState struct {
 	OutboxID string `json:"outbox_id"`
 	Seq      uint64 `json:"seq"`
+	// The last entry of the district's chained log linked into the audit
+	// log. It survives a new outbox: the chain is the agent's, not the
+	// outbox's.
+	JournalSeq  uint64 `json:"journal_seq"`
+	JournalHash string `json:"journal_hash"`
 }
 
 // Deletion is a deletion an agent reported.
@@ -115,7 +120,7 @@ func (c *Catalog) Begin(district, outboxID string) (applied uint64, reset bool, 
 		if err := deletePrefix(tx.Bucket(bucketIDs), []byte(district+"/")); err != nil {
 			return err
 		}
-		return putApplied(tx, district, appliedState{OutboxID: outboxID})
+		return putApplied(tx, district, appliedState{OutboxID: outboxID, JournalSeq: st.JournalSeq, JournalHash: st.JournalHash})
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("catalog: begin %s: %w", district, err)
@@ -158,6 +163,10 @@ func (c *Catalog) Apply(district, outboxID string, reports []*agentv1.Report, no
 				rejected = append(rejected, rej)
 			} else if err := applyTx(tx, district, r); err != nil {
 				return err
+			} else if j := r.GetJournal(); j != nil && j.GetSeq() > st.JournalSeq {
+				// The entry was linked into the audit log before Apply
+				// (by the registry); here the chain's tip moves.
+				st.JournalSeq, st.JournalHash = j.GetSeq(), j.GetHash()
 			}
 			st.Seq = seq
 		}
@@ -260,6 +269,17 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 		}
 	}
 	return nil
+}
+
+// JournalTip returns the last entry of a district's chained log linked so
+// far: its sequence number and hash.
+func (c *Catalog) JournalTip(district string) (seq uint64, hash string, err error) {
+	err = c.db.View(func(tx *bolt.Tx) error {
+		st, err := getApplied(tx, district)
+		seq, hash = st.JournalSeq, st.JournalHash
+		return err
+	})
+	return seq, hash, err
 }
 
 // Applied returns the outbox id and the last sequence number applied for a

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-cctv/vigil/proto/actions"
 	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	"github.com/vigil-cctv/vigil/storage"
 )
@@ -28,6 +29,11 @@ const (
 var ErrInvalidReport = errors.New("invalid report")
 
 var (
+	journalActions = map[string]bool{
+		actions.SegmentDeleted: true, actions.SegmentMissing: true, actions.SegmentFound: true,
+		actions.SpoolQuarantined: true, actions.HoldApplied: true, actions.HoldReleased: true,
+		actions.MaintenanceAccess: true, actions.AgentStarted: true,
+	}
 	cameraStates   = map[string]bool{"connecting": true, "up": true, "down": true}
 	deleteReasons  = map[string]bool{"retention": true, "pressure": true, "missing": true}
 	segmentCodecs  = map[string]bool{"h264": true, "h265": true}
@@ -80,6 +86,33 @@ func ValidateReport(district string, r *agentv1.Report) error {
 		}
 		if c.GetWidth() < 0 || c.GetHeight() < 0 || c.GetWidth() > 16384 || c.GetHeight() > 16384 {
 			return bad("camera status: picture size %dx%d", c.GetWidth(), c.GetHeight())
+		}
+	case *agentv1.Report_Journal:
+		j := body.Journal
+		if j.GetSeq() == 0 {
+			return bad("journal entry without a sequence number")
+		}
+		if !journalActions[j.GetAction()] {
+			return bad("journal entry: unknown action %q", clip(j.GetAction()))
+		}
+		if j.GetCamera() != "" {
+			if err := storage.ValidateName("camera", j.GetCamera()); err != nil {
+				return bad("journal entry: %v", err)
+			}
+		}
+		if j.GetSegment() != "" {
+			if err := checkID(j.GetSegment()); err != nil {
+				return bad("journal entry: %v", err)
+			}
+		}
+		if len(j.GetDetail()) > 4096 {
+			return bad("journal entry: detail too long")
+		}
+		if !isHash(j.GetHash()) || (j.GetPrev() != "" && !isHash(j.GetPrev())) || (j.GetPrev() == "") != (j.GetSeq() == 1) {
+			return bad("journal entry: bad chain hashes")
+		}
+		if _, err := checkTime("time", j.GetTime()); err != nil {
+			return bad("journal entry: %v", err)
 		}
 	case nil:
 		return bad("empty body")
@@ -141,6 +174,11 @@ func validateSegment(district string, s *agentv1.Segment) error {
 		return fmt.Errorf("key %q is not %q", clip(s.GetKey()), want)
 	}
 	return nil
+}
+
+func isHash(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
 }
 
 func checkID(id string) error {

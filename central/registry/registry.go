@@ -50,8 +50,13 @@ type Config struct {
 	// District returns the district of the verified client certificate of
 	// a stream's context (pki.AgentDistrict).
 	District func(context.Context) (string, error)
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// LinkJournal records an entry of a district's chained log in central's
+	// audit log; problem says how the chain is broken there ("" when it
+	// is intact). It must be durable when it returns: the report is applied
+	// (and acknowledged) only after.
+	LinkJournal func(ctx context.Context, district string, entry *agentv1.JournalEntry, problem string) error
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Registry implements agentv1.LinkServer.
@@ -277,6 +282,9 @@ func (r *Registry) applyLoop(ctx context.Context, c *conn, reports <-chan *agent
 				break fill
 			}
 		}
+		if err := r.linkJournal(ctx, c.district, batch); err != nil {
+			return status.Errorf(codes.Unavailable, "audit log: %v", err)
+		}
 		applied, rejected, err := r.cfg.Catalog.Apply(c.district, c.outboxID, batch, r.cfg.Now())
 		if errors.Is(err, catalog.ErrOutboxChanged) {
 			return status.Errorf(codes.FailedPrecondition, "%v", err)
@@ -300,6 +308,53 @@ func (r *Registry) applyLoop(ctx context.Context, c *conn, reports <-chan *agent
 			return err
 		}
 	}
+}
+
+// linkJournal links the batch's new journal entries into the audit log,
+// checking the district's chain: an entry must follow the last one linked
+// and its hash must match its content. A broken chain is recorded, not
+// refused: what the agent says happened is evidence either way. Entries
+// are linked at least once: a crash between linking and applying links
+// them again at the resend (the copies carry the same agent hash).
+func (r *Registry) linkJournal(ctx context.Context, district string, batch []*agentv1.Report) error {
+	if r.cfg.LinkJournal == nil {
+		return nil
+	}
+	_, applied, err := r.cfg.Catalog.Applied(district)
+	if err != nil {
+		return err
+	}
+	tipSeq, tipHash, err := r.cfg.Catalog.JournalTip(district)
+	if err != nil {
+		return err
+	}
+	for _, rep := range batch {
+		j := rep.GetJournal()
+		if j == nil || rep.GetSeq() <= applied || j.GetSeq() <= tipSeq {
+			continue
+		}
+		if catalog.ValidateReport(district, rep) != nil {
+			continue // recorded as rejected by Apply
+		}
+		problem := ""
+		switch want, herr := storage.JournalHash(storage.JournalEntry{
+			Seq: j.GetSeq(), Time: j.GetTime().AsTime(), Action: j.GetAction(), Camera: j.GetCamera(),
+			Segment: j.GetSegment(), Detail: j.GetDetail(), Prev: j.GetPrev(),
+		}); {
+		case herr != nil || want != j.GetHash():
+			problem = fmt.Sprintf("entry %d: hash does not match its content", j.GetSeq())
+		case j.GetSeq() != tipSeq+1 || j.GetPrev() != tipHash:
+			problem = fmt.Sprintf("gap before entry %d: the last entry linked was %d", j.GetSeq(), tipSeq)
+		}
+		if problem != "" {
+			r.log.Error("district log chain broken", "district", district, "problem", problem)
+		}
+		if err := r.cfg.LinkJournal(ctx, district, j, problem); err != nil {
+			return err
+		}
+		tipSeq, tipHash = j.GetSeq(), j.GetHash()
+	}
+	return nil
 }
 
 func (r *Registry) attach(ctx context.Context, c *conn) error {

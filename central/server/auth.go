@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-cctv/vigil/central/audit"
 	"github.com/vigil-cctv/vigil/central/authz"
 	"github.com/vigil-cctv/vigil/central/users"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
@@ -24,31 +25,73 @@ type caller struct {
 	token string
 }
 
-// authorize is the one gate of the CLI API: every method but Login needs a
-// valid session token, and the user's role must allow the method (deny by
-// default). District scope is checked by the handlers that know the district.
+// authorize is the one gate of the CLI API: authorise, audit, serve. Every
+// method but Login needs a valid session token; the user's role and district
+// scope must allow the request (deny by default); then the access is
+// recorded in the audit log, durably, before the handler runs. If the audit
+// log cannot be written, the request is refused and nothing is served.
+// Refusals are recorded too.
 func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if authz.Public(info.FullMethod) {
-		return handler(ctx, req)
+		return handler(ctx, req) // Login records its own outcome
 	}
+	rec := auditRecordFor(ctx, info.FullMethod, req)
 	token, err := bearerToken(ctx)
 	if err != nil {
+		rec.Outcome, rec.Detail = audit.OutcomeDenied, "not authenticated: "+err.Error()
+		s.recordRefusal(ctx, rec)
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
 	u, _, err := s.users.Authenticate(token)
 	if err != nil {
+		rec.Outcome, rec.Detail = audit.OutcomeDenied, "not authenticated: session expired or invalid"
+		s.recordRefusal(ctx, rec)
 		return nil, status.Error(codes.Unauthenticated, "session expired or invalid: log in again")
 	}
-	// SetPassword's rule depends on the request (anyone may change their
-	// own): its handler applies authz.AuthorizeSetPassword.
-	if info.FullMethod == opsv1.Ops_SetPassword_FullMethodName {
-		return handler(context.WithValue(ctx, callerKey{}, caller{user: u, token: token}), req)
-	}
-	if err := authz.Authorize(u, info.FullMethod); err != nil {
+	rec.Actor = audit.Actor{User: u.Name, Role: string(u.Role), Designation: u.Designation}
+	if err := authorizeRequest(u, info.FullMethod, req); err != nil {
+		rec.Outcome, rec.Detail = audit.OutcomeDenied, audit.Clip(err.Error(), audit.MaxDetail)
 		s.log.Warn("access denied", "user", u.Name, "role", u.Role, "method", info.FullMethod, "client", clientAddr(ctx))
+		s.recordRefusal(ctx, rec)
 		return nil, denied(err)
 	}
-	return handler(context.WithValue(ctx, callerKey{}, caller{user: u, token: token}), req)
+	rec.Outcome = audit.OutcomeOK
+	if _, err := s.audit.Append(ctx, rec); err != nil {
+		s.log.Error("audit log unavailable: request refused", "user", u.Name, "method", info.FullMethod, "error", err)
+		return nil, status.Error(codes.Unavailable, "audit log unavailable: the request is refused")
+	}
+	ctx = context.WithValue(ctx, callerKey{}, caller{user: u, token: token})
+	resp, err := handler(ctx, req)
+	if err != nil {
+		// The attempt is on record; say it did not succeed.
+		rec.Outcome, rec.Detail = audit.OutcomeFailed, audit.Clip(status.Convert(err).Message(), audit.MaxDetail)
+		if _, aerr := s.audit.Append(context.WithoutCancel(ctx), rec); aerr != nil {
+			s.log.Error("audit log: outcome of a failed request not recorded", "method", info.FullMethod, "error", aerr)
+		}
+	}
+	return resp, err
+}
+
+// authorizeRequest applies the role rules, then the district scope of the
+// district the request names, if any. SetPassword's rule depends on the
+// target (anyone may change their own).
+func authorizeRequest(u users.User, method string, req any) error {
+	if method == opsv1.Ops_SetPassword_FullMethodName {
+		r, _ := req.(*opsv1.SetPasswordRequest)
+		return authz.AuthorizeSetPassword(u, r.GetName())
+	}
+	if district := requestDistrict(req); district != "" || authz.DistrictScoped(method) && requestNamesDistrict(req) {
+		return authz.AuthorizeDistrict(u, method, district)
+	}
+	return authz.Authorize(u, method)
+}
+
+// recordRefusal records a refused request; the refusal stands whether or not
+// the record could be written.
+func (s *Server) recordRefusal(ctx context.Context, rec audit.Record) {
+	if _, err := s.audit.Append(context.WithoutCancel(ctx), rec); err != nil {
+		s.log.Error("audit log: refusal not recorded", "action", rec.Action, "error", err)
+	}
 }
 
 func callerOf(ctx context.Context) caller {

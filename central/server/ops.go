@@ -31,11 +31,18 @@ func (o *opsService) Login(ctx context.Context, req *opsv1.LoginRequest) (*opsv1
 	var tooMany *users.TooManyAttemptsError
 	switch {
 	case errors.As(err, &tooMany):
+		o.s.recordLogin(ctx, req.GetUser(), err, "")
 		return nil, status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, users.ErrBadCredentials):
+		o.s.recordLogin(ctx, req.GetUser(), err, "")
 		return nil, status.Error(codes.Unauthenticated, "wrong user name or password")
 	case err != nil:
 		return nil, status.Error(codes.Internal, err.Error())
+	}
+	// A session nobody can trace is not handed out.
+	if err := o.s.recordLogin(ctx, u.Name, nil, "role "+string(u.Role)); err != nil {
+		o.s.users.Logout(token)
+		return nil, status.Error(codes.Unavailable, "audit log unavailable: login refused")
 	}
 	o.s.log.Info("login", "user", u.Name, "role", u.Role, "client", addr)
 	return &opsv1.LoginResponse{Token: token, Expires: timestamppb.New(expires), User: userToProto(u)}, nil

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-cctv/vigil/central/audit"
 	"github.com/vigil-cctv/vigil/central/catalog"
 	"github.com/vigil-cctv/vigil/central/config"
 	"github.com/vigil-cctv/vigil/central/enroll"
@@ -53,6 +54,8 @@ type Server struct {
 	tokens   *enroll.Tokens
 	catalog  *catalog.Catalog
 	registry *registry.Registry
+	audit    *audit.Log
+	auditKey string // the audit log's note verifier key
 
 	// AdminPassword is the bootstrap admin's password when this start
 	// created it (also written to data_dir/admin-password), else "".
@@ -85,6 +88,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.db = db
 	if err := s.open(); err != nil {
+		if s.audit != nil {
+			s.audit.Close()
+		}
 		db.Close()
 		return nil, err
 	}
@@ -120,11 +126,28 @@ func (s *Server) open() error {
 	if s.catalog, err = catalog.New(s.db); err != nil {
 		return err
 	}
+	signer, verifier, vkey, err := audit.LoadOrCreateKey(filepath.Join(s.cfg.DataDir, "pki"), "vigil-central")
+	if err != nil {
+		return fmt.Errorf("central: audit key: %w", err)
+	}
+	s.auditKey = vkey
+	if s.audit, err = audit.Open(filepath.Join(s.cfg.DataDir, "audit.db"), audit.Options{
+		Signer: signer, Verifier: verifier, Now: s.opts.Now, Logger: s.opts.Logger,
+	}); err != nil {
+		return fmt.Errorf("central: %w", err)
+	}
 	s.registry, err = registry.New(registry.Config{
-		DB: s.db, Catalog: s.catalog, District: s.agentDistrict, Now: s.opts.Now, Logger: s.opts.Logger,
+		DB: s.db, Catalog: s.catalog, District: s.agentDistrict, LinkJournal: s.linkJournal,
+		Now: s.opts.Now, Logger: s.opts.Logger,
 	})
 	return err
 }
+
+// AuditKey is the note verifier key of central's audit log.
+func (s *Server) AuditKey() string { return s.auditKey }
+
+// Audit gives access to the audit log.
+func (s *Server) Audit() *audit.Log { return s.audit }
 
 // agentDistrict is the district of a link's client certificate, provided it
 // is the certificate issued last for that district: enrolling a district
@@ -190,6 +213,11 @@ func (s *Server) APIAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.a
 // Run serves until ctx ends, then stops gracefully and closes the database.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.db.Close()
+	defer func() {
+		if err := s.audit.Close(); err != nil {
+			s.log.Error("close audit log", "error", err)
+		}
+	}()
 	serverCert, err := s.ca.ServerCertificate(s.cfg.Hosts)
 	if err != nil {
 		return fmt.Errorf("central: %w", err)

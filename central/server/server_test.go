@@ -183,6 +183,22 @@ func TestAuthorizationMatrix(t *testing.T) {
 			_, err := cl.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: other, Password: testPassword})
 			return err
 		},
+		"AuditLog": func(cl opsv1.OpsClient, _, _ string) error {
+			_, err := cl.AuditLog(ctx, &opsv1.AuditLogRequest{})
+			return err
+		},
+		"AuditCheckpoint": func(cl opsv1.OpsClient, _, _ string) error {
+			_, err := cl.AuditCheckpoint(ctx, &opsv1.AuditCheckpointRequest{})
+			return err
+		},
+		"AuditRecords": func(cl opsv1.OpsClient, _, _ string) error {
+			_, err := cl.AuditRecords(ctx, &opsv1.AuditRecordsRequest{Count: 10})
+			return err
+		},
+		"AuditReport": func(cl opsv1.OpsClient, _, _ string) error {
+			_, err := cl.AuditReport(ctx, &opsv1.AuditReportRequest{Since: hourAgo})
+			return err
+		},
 		"SetPassword(self)": func(cl opsv1.OpsClient, self, _ string) error {
 			_, err := cl.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: self, Password: testPassword, CurrentPassword: testPassword})
 			return err
@@ -192,7 +208,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	allowed := map[string]map[string]string{
 		"operator": {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "north", "SetPassword(self)": "*"},
 		"officer":  {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "*", "SetPassword(self)": "*"},
-		"auditor":  {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "*", "SetPassword(self)": "*"},
+		"auditor": {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "*", "SetPassword(self)": "*",
+			"AuditLog": "*", "AuditCheckpoint": "*", "AuditRecords": "*", "AuditReport": "*"},
 		"admin": {"WhoAmI": "*", "ListAgents": "*", "CreateEnrollmentToken": "*", "AddUser": "*", "ListUsers": "*",
 			"DisableUser": "*", "SetPassword(other)": "*", "SetPassword(self)": "*"},
 	}

@@ -25,6 +25,7 @@ viewing for auditors.`,
 		newLogoutCommand(),
 		newUserCommand(),
 		newAgentsCommand(),
+		newAuditCommand(),
 	)
 	return root
 }

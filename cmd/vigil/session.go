@@ -33,6 +33,26 @@ type session struct {
 	Expires       time.Time `json:"expires,omitzero"`
 	User          string    `json:"user,omitempty"`
 	Role          string    `json:"role,omitempty"`
+	// AuditKey is central's audit-log verifier key, trusted when first seen
+	// and required to stay the same.
+	AuditKey string `json:"audit_key,omitempty"`
+}
+
+// pinAuditKey remembers central's audit key the first time and refuses a
+// different one later: a new key would let a rewritten log verify.
+func pinAuditKey(key string) error {
+	s, err := loadSession()
+	if err != nil {
+		return err
+	}
+	switch s.AuditKey {
+	case key:
+		return nil
+	case "":
+		s.AuditKey = key
+		return s.save()
+	}
+	return fmt.Errorf("central's audit key changed (was %s, now %s): the log may have been replaced; if the key was rotated on purpose, remove audit_key from the session file", s.AuditKey, key)
 }
 
 // vigilHome is $VIGIL_HOME, default ~/.config/vigil.

@@ -16,9 +16,11 @@ import (
 	"github.com/vigil-cctv/vigil/agent/camerasim"
 	agentconfig "github.com/vigil-cctv/vigil/agent/config"
 	"github.com/vigil-cctv/vigil/agent/enroll"
+	"github.com/vigil-cctv/vigil/central/audit"
 	centralconfig "github.com/vigil-cctv/vigil/central/config"
 	"github.com/vigil-cctv/vigil/central/server"
 	"github.com/vigil-cctv/vigil/central/users"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	"github.com/vigil-cctv/vigil/storage"
 )
@@ -232,6 +234,24 @@ func TestCatalogSurvivesCentralOutage(t *testing.T) {
 		t.Fatalf("catalog has %d rows for %d ids (%v): duplicates", rows, len(catalogIDs(central)), err)
 	}
 	t.Logf("catalog and index agree on %d segments", len(catalogIDs(central)))
+	// The district's chained log is linked into central's audit log: both
+	// agent starts are there, with the agent as actor and no chain break.
+	recs, err := central.Audit().Query(audit.Filter{Actor: "agent:north"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := 0
+	for _, r := range recs {
+		switch r.Action {
+		case actions.AgentStarted:
+			starts++
+		case actions.AgentChain:
+			t.Errorf("chain break recorded: %s", r.Detail)
+		}
+	}
+	if starts != 2 {
+		t.Errorf("%d agent starts linked into the audit log, want 2 (%d agent records)", starts, len(recs))
+	}
 	// Commands reach the agent down the same stream and are acknowledged.
 	ack, err := central.Registry().Command(context.Background(), "north", &agentv1.Command{Body: &agentv1.Command_Ping{Ping: &agentv1.Ping{}}})
 	if err != nil || !ack.GetOk() || ack.GetRequestId() == "" {

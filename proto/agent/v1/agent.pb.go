@@ -556,6 +556,7 @@ type Report struct {
 	//	*Report_SegmentStored
 	//	*Report_SegmentDeleted
 	//	*Report_CameraStatus
+	//	*Report_Journal
 	Body          isReport_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -639,6 +640,15 @@ func (x *Report) GetCameraStatus() *CameraStatus {
 	return nil
 }
 
+func (x *Report) GetJournal() *JournalEntry {
+	if x != nil {
+		if x, ok := x.Body.(*Report_Journal); ok {
+			return x.Journal
+		}
+	}
+	return nil
+}
+
 type isReport_Body interface {
 	isReport_Body()
 }
@@ -655,11 +665,122 @@ type Report_CameraStatus struct {
 	CameraStatus *CameraStatus `protobuf:"bytes,5,opt,name=camera_status,json=cameraStatus,proto3,oneof"`
 }
 
+type Report_Journal struct {
+	Journal *JournalEntry `protobuf:"bytes,6,opt,name=journal,proto3,oneof"`
+}
+
 func (*Report_SegmentStored) isReport_Body() {}
 
 func (*Report_SegmentDeleted) isReport_Body() {}
 
 func (*Report_CameraStatus) isReport_Body() {}
+
+func (*Report_Journal) isReport_Body() {}
+
+// JournalEntry is an entry of the district's own chained log (deletions,
+// holds, local accesses). Central checks the chain and links each entry
+// into its audit log.
+type JournalEntry struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Seq     uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Time    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Action  string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Camera  string                 `protobuf:"bytes,4,opt,name=camera,proto3" json:"camera,omitempty"`
+	Segment string                 `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
+	Detail  string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// SHA-256 (hex) of the previous entry, and of this one: see
+	// storage/index.JournalHash.
+	Prev          string `protobuf:"bytes,7,opt,name=prev,proto3" json:"prev,omitempty"`
+	Hash          string `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalEntry) Reset() {
+	*x = JournalEntry{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalEntry) ProtoMessage() {}
+
+func (x *JournalEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalEntry.ProtoReflect.Descriptor instead.
+func (*JournalEntry) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *JournalEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JournalEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *JournalEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetPrev() string {
+	if x != nil {
+		return x.Prev
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
 
 type Segment struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -683,7 +804,7 @@ type Segment struct {
 
 func (x *Segment) Reset() {
 	*x = Segment{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +816,7 @@ func (x *Segment) String() string {
 func (*Segment) ProtoMessage() {}
 
 func (x *Segment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +829,7 @@ func (x *Segment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Segment.ProtoReflect.Descriptor instead.
 func (*Segment) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Segment) GetId() string {
@@ -811,7 +932,7 @@ type SegmentStored struct {
 
 func (x *SegmentStored) Reset() {
 	*x = SegmentStored{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +944,7 @@ func (x *SegmentStored) String() string {
 func (*SegmentStored) ProtoMessage() {}
 
 func (x *SegmentStored) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +957,7 @@ func (x *SegmentStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentStored.ProtoReflect.Descriptor instead.
 func (*SegmentStored) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SegmentStored) GetSegment() *Segment {
@@ -859,7 +980,7 @@ type SegmentDeleted struct {
 
 func (x *SegmentDeleted) Reset() {
 	*x = SegmentDeleted{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +992,7 @@ func (x *SegmentDeleted) String() string {
 func (*SegmentDeleted) ProtoMessage() {}
 
 func (x *SegmentDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1005,7 @@ func (x *SegmentDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentDeleted.ProtoReflect.Descriptor instead.
 func (*SegmentDeleted) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SegmentDeleted) GetId() string {
@@ -934,7 +1055,7 @@ type CameraStatus struct {
 
 func (x *CameraStatus) Reset() {
 	*x = CameraStatus{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1067,7 @@ func (x *CameraStatus) String() string {
 func (*CameraStatus) ProtoMessage() {}
 
 func (x *CameraStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1080,7 @@ func (x *CameraStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CameraStatus.ProtoReflect.Descriptor instead.
 func (*CameraStatus) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CameraStatus) GetCamera() string {
@@ -1039,7 +1160,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1172,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1185,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Heartbeat) GetClock() *timestamppb.Timestamp {
@@ -1113,7 +1234,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1246,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1259,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Alarm) GetCode() string {
@@ -1177,7 +1298,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1310,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1323,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Command) GetRequestId() string {
@@ -1246,7 +1367,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1379,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1392,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 type CommandAck struct {
@@ -1285,7 +1406,7 @@ type CommandAck struct {
 
 func (x *CommandAck) Reset() {
 	*x = CommandAck{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1418,7 @@ func (x *CommandAck) String() string {
 func (*CommandAck) ProtoMessage() {}
 
 func (x *CommandAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1431,7 @@ func (x *CommandAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandAck.ProtoReflect.Descriptor instead.
 func (*CommandAck) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandAck) GetRequestId() string {
@@ -1370,14 +1491,24 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\vapplied_seq\x18\x02 \x01(\x04R\n" +
 	"appliedSeq\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa6\x02\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xe0\x02\n" +
 	"\x06Report\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12F\n" +
 	"\x0esegment_stored\x18\x03 \x01(\v2\x1d.vigil.agent.v1.SegmentStoredH\x00R\rsegmentStored\x12I\n" +
 	"\x0fsegment_deleted\x18\x04 \x01(\v2\x1e.vigil.agent.v1.SegmentDeletedH\x00R\x0esegmentDeleted\x12C\n" +
-	"\rcamera_status\x18\x05 \x01(\v2\x1c.vigil.agent.v1.CameraStatusH\x00R\fcameraStatusB\x06\n" +
-	"\x04body\"\x91\x03\n" +
+	"\rcamera_status\x18\x05 \x01(\v2\x1c.vigil.agent.v1.CameraStatusH\x00R\fcameraStatus\x128\n" +
+	"\ajournal\x18\x06 \x01(\v2\x1c.vigil.agent.v1.JournalEntryH\x00R\ajournalB\x06\n" +
+	"\x04body\"\xda\x01\n" +
+	"\fJournalEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06camera\x18\x04 \x01(\tR\x06camera\x12\x18\n" +
+	"\asegment\x18\x05 \x01(\tR\asegment\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x12\n" +
+	"\x04prev\x18\a \x01(\tR\x04prev\x12\x12\n" +
+	"\x04hash\x18\b \x01(\tR\x04hash\"\x91\x03\n" +
 	"\aSegment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06camera\x18\x02 \x01(\tR\x06camera\x120\n" +
@@ -1452,7 +1583,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*EnrollRequest)(nil),         // 0: vigil.agent.v1.EnrollRequest
 	(*EnrollResponse)(nil),        // 1: vigil.agent.v1.EnrollResponse
@@ -1462,50 +1593,53 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*Welcome)(nil),               // 5: vigil.agent.v1.Welcome
 	(*Ack)(nil),                   // 6: vigil.agent.v1.Ack
 	(*Report)(nil),                // 7: vigil.agent.v1.Report
-	(*Segment)(nil),               // 8: vigil.agent.v1.Segment
-	(*SegmentStored)(nil),         // 9: vigil.agent.v1.SegmentStored
-	(*SegmentDeleted)(nil),        // 10: vigil.agent.v1.SegmentDeleted
-	(*CameraStatus)(nil),          // 11: vigil.agent.v1.CameraStatus
-	(*Heartbeat)(nil),             // 12: vigil.agent.v1.Heartbeat
-	(*Alarm)(nil),                 // 13: vigil.agent.v1.Alarm
-	(*Command)(nil),               // 14: vigil.agent.v1.Command
-	(*Ping)(nil),                  // 15: vigil.agent.v1.Ping
-	(*CommandAck)(nil),            // 16: vigil.agent.v1.CommandAck
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*JournalEntry)(nil),          // 8: vigil.agent.v1.JournalEntry
+	(*Segment)(nil),               // 9: vigil.agent.v1.Segment
+	(*SegmentStored)(nil),         // 10: vigil.agent.v1.SegmentStored
+	(*SegmentDeleted)(nil),        // 11: vigil.agent.v1.SegmentDeleted
+	(*CameraStatus)(nil),          // 12: vigil.agent.v1.CameraStatus
+	(*Heartbeat)(nil),             // 13: vigil.agent.v1.Heartbeat
+	(*Alarm)(nil),                 // 14: vigil.agent.v1.Alarm
+	(*Command)(nil),               // 15: vigil.agent.v1.Command
+	(*Ping)(nil),                  // 16: vigil.agent.v1.Ping
+	(*CommandAck)(nil),            // 17: vigil.agent.v1.CommandAck
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: vigil.agent.v1.AgentMessage.hello:type_name -> vigil.agent.v1.Hello
 	7,  // 1: vigil.agent.v1.AgentMessage.report:type_name -> vigil.agent.v1.Report
-	12, // 2: vigil.agent.v1.AgentMessage.heartbeat:type_name -> vigil.agent.v1.Heartbeat
-	16, // 3: vigil.agent.v1.AgentMessage.command_ack:type_name -> vigil.agent.v1.CommandAck
+	13, // 2: vigil.agent.v1.AgentMessage.heartbeat:type_name -> vigil.agent.v1.Heartbeat
+	17, // 3: vigil.agent.v1.AgentMessage.command_ack:type_name -> vigil.agent.v1.CommandAck
 	5,  // 4: vigil.agent.v1.CentralMessage.welcome:type_name -> vigil.agent.v1.Welcome
 	6,  // 5: vigil.agent.v1.CentralMessage.ack:type_name -> vigil.agent.v1.Ack
-	14, // 6: vigil.agent.v1.CentralMessage.command:type_name -> vigil.agent.v1.Command
-	17, // 7: vigil.agent.v1.Hello.clock:type_name -> google.protobuf.Timestamp
-	17, // 8: vigil.agent.v1.Welcome.central_clock:type_name -> google.protobuf.Timestamp
-	17, // 9: vigil.agent.v1.Report.at:type_name -> google.protobuf.Timestamp
-	9,  // 10: vigil.agent.v1.Report.segment_stored:type_name -> vigil.agent.v1.SegmentStored
-	10, // 11: vigil.agent.v1.Report.segment_deleted:type_name -> vigil.agent.v1.SegmentDeleted
-	11, // 12: vigil.agent.v1.Report.camera_status:type_name -> vigil.agent.v1.CameraStatus
-	17, // 13: vigil.agent.v1.Segment.start:type_name -> google.protobuf.Timestamp
-	17, // 14: vigil.agent.v1.Segment.end:type_name -> google.protobuf.Timestamp
-	17, // 15: vigil.agent.v1.Segment.expires:type_name -> google.protobuf.Timestamp
-	8,  // 16: vigil.agent.v1.SegmentStored.segment:type_name -> vigil.agent.v1.Segment
-	17, // 17: vigil.agent.v1.SegmentDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	17, // 18: vigil.agent.v1.CameraStatus.since:type_name -> google.protobuf.Timestamp
-	17, // 19: vigil.agent.v1.Heartbeat.clock:type_name -> google.protobuf.Timestamp
-	13, // 20: vigil.agent.v1.Heartbeat.alarms:type_name -> vigil.agent.v1.Alarm
-	17, // 21: vigil.agent.v1.Alarm.since:type_name -> google.protobuf.Timestamp
-	15, // 22: vigil.agent.v1.Command.ping:type_name -> vigil.agent.v1.Ping
-	0,  // 23: vigil.agent.v1.Enrollment.Enroll:input_type -> vigil.agent.v1.EnrollRequest
-	2,  // 24: vigil.agent.v1.Link.Connect:input_type -> vigil.agent.v1.AgentMessage
-	1,  // 25: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
-	3,  // 26: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
-	25, // [25:27] is the sub-list for method output_type
-	23, // [23:25] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 6: vigil.agent.v1.CentralMessage.command:type_name -> vigil.agent.v1.Command
+	18, // 7: vigil.agent.v1.Hello.clock:type_name -> google.protobuf.Timestamp
+	18, // 8: vigil.agent.v1.Welcome.central_clock:type_name -> google.protobuf.Timestamp
+	18, // 9: vigil.agent.v1.Report.at:type_name -> google.protobuf.Timestamp
+	10, // 10: vigil.agent.v1.Report.segment_stored:type_name -> vigil.agent.v1.SegmentStored
+	11, // 11: vigil.agent.v1.Report.segment_deleted:type_name -> vigil.agent.v1.SegmentDeleted
+	12, // 12: vigil.agent.v1.Report.camera_status:type_name -> vigil.agent.v1.CameraStatus
+	8,  // 13: vigil.agent.v1.Report.journal:type_name -> vigil.agent.v1.JournalEntry
+	18, // 14: vigil.agent.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	18, // 15: vigil.agent.v1.Segment.start:type_name -> google.protobuf.Timestamp
+	18, // 16: vigil.agent.v1.Segment.end:type_name -> google.protobuf.Timestamp
+	18, // 17: vigil.agent.v1.Segment.expires:type_name -> google.protobuf.Timestamp
+	9,  // 18: vigil.agent.v1.SegmentStored.segment:type_name -> vigil.agent.v1.Segment
+	18, // 19: vigil.agent.v1.SegmentDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	18, // 20: vigil.agent.v1.CameraStatus.since:type_name -> google.protobuf.Timestamp
+	18, // 21: vigil.agent.v1.Heartbeat.clock:type_name -> google.protobuf.Timestamp
+	14, // 22: vigil.agent.v1.Heartbeat.alarms:type_name -> vigil.agent.v1.Alarm
+	18, // 23: vigil.agent.v1.Alarm.since:type_name -> google.protobuf.Timestamp
+	16, // 24: vigil.agent.v1.Command.ping:type_name -> vigil.agent.v1.Ping
+	0,  // 25: vigil.agent.v1.Enrollment.Enroll:input_type -> vigil.agent.v1.EnrollRequest
+	2,  // 26: vigil.agent.v1.Link.Connect:input_type -> vigil.agent.v1.AgentMessage
+	1,  // 27: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
+	3,  // 28: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
+	27, // [27:29] is the sub-list for method output_type
+	25, // [25:27] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -1528,8 +1662,9 @@ func file_proto_agent_v1_agent_proto_init() {
 		(*Report_SegmentStored)(nil),
 		(*Report_SegmentDeleted)(nil),
 		(*Report_CameraStatus)(nil),
+		(*Report_Journal)(nil),
 	}
-	file_proto_agent_v1_agent_proto_msgTypes[14].OneofWrappers = []any{
+	file_proto_agent_v1_agent_proto_msgTypes[15].OneofWrappers = []any{
 		(*Command_Ping)(nil),
 	}
 	type x struct{}
@@ -1538,7 +1673,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

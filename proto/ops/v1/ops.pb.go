@@ -1484,6 +1484,760 @@ func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
 	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{24}
 }
 
+type AuditLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	Actor string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// An action code, or a prefix such as "user.*".
+	Action        string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	District      string `protobuf:"bytes,5,opt,name=district,proto3" json:"district,omitempty"`
+	Camera        string `protobuf:"bytes,6,opt,name=camera,proto3" json:"camera,omitempty"`
+	Limit         int32  `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditLogRequest) Reset() {
+	*x = AuditLogRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditLogRequest) ProtoMessage() {}
+
+func (x *AuditLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditLogRequest.ProtoReflect.Descriptor instead.
+func (*AuditLogRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AuditLogRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AuditLogRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *AuditLogRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditLogRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditLogRequest) GetDistrict() string {
+	if x != nil {
+		return x.District
+	}
+	return ""
+}
+
+func (x *AuditLogRequest) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *AuditLogRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuditLogResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*AuditRecord         `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditLogResponse) Reset() {
+	*x = AuditLogResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditLogResponse) ProtoMessage() {}
+
+func (x *AuditLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditLogResponse.ProtoReflect.Descriptor instead.
+func (*AuditLogResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AuditLogResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type AuditRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Role          string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Designation   string                 `protobuf:"bytes,5,opt,name=designation,proto3" json:"designation,omitempty"`
+	Action        string                 `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
+	District      string                 `protobuf:"bytes,7,opt,name=district,proto3" json:"district,omitempty"`
+	Camera        string                 `protobuf:"bytes,8,opt,name=camera,proto3" json:"camera,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=to,proto3" json:"to,omitempty"`
+	Segment       string                 `protobuf:"bytes,11,opt,name=segment,proto3" json:"segment,omitempty"`
+	Hold          string                 `protobuf:"bytes,12,opt,name=hold,proto3" json:"hold,omitempty"`
+	TargetUser    string                 `protobuf:"bytes,13,opt,name=target_user,json=targetUser,proto3" json:"target_user,omitempty"`
+	Reason        string                 `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	Client        string                 `protobuf:"bytes,15,opt,name=client,proto3" json:"client,omitempty"`
+	Outcome       string                 `protobuf:"bytes,16,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Detail        string                 `protobuf:"bytes,17,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AuditRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDesignation() string {
+	if x != nil {
+		return x.Designation
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDistrict() string {
+	if x != nil {
+		return x.District
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetHold() string {
+	if x != nil {
+		return x.Hold
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTargetUser() string {
+	if x != nil {
+		return x.TargetUser
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type AuditCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpointRequest) Reset() {
+	*x = AuditCheckpointRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpointRequest) ProtoMessage() {}
+
+func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{28}
+}
+
+type AuditCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The latest signed checkpoint, in golang.org/x/mod/sumdb/note format.
+	Checkpoint []byte `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// The note verifier key of central's audit log.
+	VerifierKey   string `protobuf:"bytes,2,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpointResponse) Reset() {
+	*x = AuditCheckpointResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpointResponse) ProtoMessage() {}
+
+func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *AuditCheckpointResponse) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+// AuditRecords hands out the log's stored bytes so that an auditor's own
+// program recomputes the tree rather than trusting central's word.
+type AuditRecordsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecordsRequest) Reset() {
+	*x = AuditRecordsRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecordsRequest) ProtoMessage() {}
+
+func (x *AuditRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecordsRequest.ProtoReflect.Descriptor instead.
+func (*AuditRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *AuditRecordsRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *AuditRecordsRequest) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type AuditRecordsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Size    uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Records [][]byte               `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	// Every stored checkpoint (only with from = 0).
+	Checkpoints   [][]byte `protobuf:"bytes,3,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	VerifierKey   string   `protobuf:"bytes,4,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecordsResponse) Reset() {
+	*x = AuditRecordsResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecordsResponse) ProtoMessage() {}
+
+func (x *AuditRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecordsResponse.ProtoReflect.Descriptor instead.
+func (*AuditRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditRecordsResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *AuditRecordsResponse) GetRecords() [][]byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *AuditRecordsResponse) GetCheckpoints() [][]byte {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *AuditRecordsResponse) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+type AuditReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditReportRequest) Reset() {
+	*x = AuditReportRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditReportRequest) ProtoMessage() {}
+
+func (x *AuditReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditReportRequest.ProtoReflect.Descriptor instead.
+func (*AuditReportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AuditReportRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type AuditReportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Viewings      []*ViewingCount        `protobuf:"bytes,1,rep,name=viewings,proto3" json:"viewings,omitempty"`
+	Denied        []*AuditRecord         `protobuf:"bytes,2,rep,name=denied,proto3" json:"denied,omitempty"`
+	Holds         []*AuditRecord         `protobuf:"bytes,3,rep,name=holds,proto3" json:"holds,omitempty"`
+	Deletions     []*DayCount            `protobuf:"bytes,4,rep,name=deletions,proto3" json:"deletions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditReportResponse) Reset() {
+	*x = AuditReportResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditReportResponse) ProtoMessage() {}
+
+func (x *AuditReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditReportResponse.ProtoReflect.Descriptor instead.
+func (*AuditReportResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AuditReportResponse) GetViewings() []*ViewingCount {
+	if x != nil {
+		return x.Viewings
+	}
+	return nil
+}
+
+func (x *AuditReportResponse) GetDenied() []*AuditRecord {
+	if x != nil {
+		return x.Denied
+	}
+	return nil
+}
+
+func (x *AuditReportResponse) GetHolds() []*AuditRecord {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+func (x *AuditReportResponse) GetDeletions() []*DayCount {
+	if x != nil {
+		return x.Deletions
+	}
+	return nil
+}
+
+type ViewingCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Camera        string                 `protobuf:"bytes,2,opt,name=camera,proto3" json:"camera,omitempty"`
+	Count         int64                  `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ViewingCount) Reset() {
+	*x = ViewingCount{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ViewingCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ViewingCount) ProtoMessage() {}
+
+func (x *ViewingCount) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ViewingCount.ProtoReflect.Descriptor instead.
+func (*ViewingCount) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ViewingCount) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ViewingCount) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *ViewingCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type DayCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Day           string                 `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	District      string                 `protobuf:"bytes,2,opt,name=district,proto3" json:"district,omitempty"`
+	Count         int64                  `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DayCount) Reset() {
+	*x = DayCount{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DayCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DayCount) ProtoMessage() {}
+
+func (x *DayCount) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DayCount.ProtoReflect.Descriptor instead.
+func (*DayCount) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DayCount) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *DayCount) GetDistrict() string {
+	if x != nil {
+		return x.District
+	}
+	return ""
+}
+
+func (x *DayCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_proto_ops_v1_ops_proto protoreflect.FileDescriptor
 
 const file_proto_ops_v1_ops_proto_rawDesc = "" +
@@ -1589,7 +2343,66 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12)\n" +
 	"\x10current_password\x18\x03 \x01(\tR\x0fcurrentPassword\"\x15\n" +
-	"\x13SetPasswordResponse2\xaf\x06\n" +
+	"\x13SetPasswordResponse\"\xed\x01\n" +
+	"\x0fAuditLogRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1a\n" +
+	"\bdistrict\x18\x05 \x01(\tR\bdistrict\x12\x16\n" +
+	"\x06camera\x18\x06 \x01(\tR\x06camera\x12\x14\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limit\"G\n" +
+	"\x10AuditLogResponse\x123\n" +
+	"\arecords\x18\x01 \x03(\v2\x19.vigil.ops.v1.AuditRecordR\arecords\"\xf4\x03\n" +
+	"\vAuditRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12 \n" +
+	"\vdesignation\x18\x05 \x01(\tR\vdesignation\x12\x16\n" +
+	"\x06action\x18\x06 \x01(\tR\x06action\x12\x1a\n" +
+	"\bdistrict\x18\a \x01(\tR\bdistrict\x12\x16\n" +
+	"\x06camera\x18\b \x01(\tR\x06camera\x12.\n" +
+	"\x04from\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x18\n" +
+	"\asegment\x18\v \x01(\tR\asegment\x12\x12\n" +
+	"\x04hold\x18\f \x01(\tR\x04hold\x12\x1f\n" +
+	"\vtarget_user\x18\r \x01(\tR\n" +
+	"targetUser\x12\x16\n" +
+	"\x06reason\x18\x0e \x01(\tR\x06reason\x12\x16\n" +
+	"\x06client\x18\x0f \x01(\tR\x06client\x12\x18\n" +
+	"\aoutcome\x18\x10 \x01(\tR\aoutcome\x12\x16\n" +
+	"\x06detail\x18\x11 \x01(\tR\x06detail\"\x18\n" +
+	"\x16AuditCheckpointRequest\"\\\n" +
+	"\x17AuditCheckpointResponse\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\x12!\n" +
+	"\fverifier_key\x18\x02 \x01(\tR\vverifierKey\"?\n" +
+	"\x13AuditRecordsRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x89\x01\n" +
+	"\x14AuditRecordsResponse\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x18\n" +
+	"\arecords\x18\x02 \x03(\fR\arecords\x12 \n" +
+	"\vcheckpoints\x18\x03 \x03(\fR\vcheckpoints\x12!\n" +
+	"\fverifier_key\x18\x04 \x01(\tR\vverifierKey\"F\n" +
+	"\x12AuditReportRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xe7\x01\n" +
+	"\x13AuditReportResponse\x126\n" +
+	"\bviewings\x18\x01 \x03(\v2\x1a.vigil.ops.v1.ViewingCountR\bviewings\x121\n" +
+	"\x06denied\x18\x02 \x03(\v2\x19.vigil.ops.v1.AuditRecordR\x06denied\x12/\n" +
+	"\x05holds\x18\x03 \x03(\v2\x19.vigil.ops.v1.AuditRecordR\x05holds\x124\n" +
+	"\tdeletions\x18\x04 \x03(\v2\x16.vigil.ops.v1.DayCountR\tdeletions\"P\n" +
+	"\fViewingCount\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06camera\x18\x02 \x01(\tR\x06camera\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"N\n" +
+	"\bDayCount\x12\x10\n" +
+	"\x03day\x18\x01 \x01(\tR\x03day\x12\x1a\n" +
+	"\bdistrict\x18\x02 \x01(\tR\bdistrict\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count2\x85\t\n" +
 	"\x03Ops\x12@\n" +
 	"\x05Login\x12\x1a.vigil.ops.v1.LoginRequest\x1a\x1b.vigil.ops.v1.LoginResponse\x12C\n" +
 	"\x06Logout\x12\x1b.vigil.ops.v1.LogoutRequest\x1a\x1c.vigil.ops.v1.LogoutResponse\x12C\n" +
@@ -1601,7 +2414,11 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\aAddUser\x12\x1c.vigil.ops.v1.AddUserRequest\x1a\x1d.vigil.ops.v1.AddUserResponse\x12L\n" +
 	"\tListUsers\x12\x1e.vigil.ops.v1.ListUsersRequest\x1a\x1f.vigil.ops.v1.ListUsersResponse\x12R\n" +
 	"\vDisableUser\x12 .vigil.ops.v1.DisableUserRequest\x1a!.vigil.ops.v1.DisableUserResponse\x12R\n" +
-	"\vSetPassword\x12 .vigil.ops.v1.SetPasswordRequest\x1a!.vigil.ops.v1.SetPasswordResponseB0Z.github.com/vigil-cctv/vigil/proto/ops/v1;opsv1b\x06proto3"
+	"\vSetPassword\x12 .vigil.ops.v1.SetPasswordRequest\x1a!.vigil.ops.v1.SetPasswordResponse\x12I\n" +
+	"\bAuditLog\x12\x1d.vigil.ops.v1.AuditLogRequest\x1a\x1e.vigil.ops.v1.AuditLogResponse\x12^\n" +
+	"\x0fAuditCheckpoint\x12$.vigil.ops.v1.AuditCheckpointRequest\x1a%.vigil.ops.v1.AuditCheckpointResponse\x12U\n" +
+	"\fAuditRecords\x12!.vigil.ops.v1.AuditRecordsRequest\x1a\".vigil.ops.v1.AuditRecordsResponse\x12R\n" +
+	"\vAuditReport\x12 .vigil.ops.v1.AuditReportRequest\x1a!.vigil.ops.v1.AuditReportResponseB0Z.github.com/vigil-cctv/vigil/proto/ops/v1;opsv1b\x06proto3"
 
 var (
 	file_proto_ops_v1_ops_proto_rawDescOnce sync.Once
@@ -1615,7 +2432,7 @@ func file_proto_ops_v1_ops_proto_rawDescGZIP() []byte {
 	return file_proto_ops_v1_ops_proto_rawDescData
 }
 
-var file_proto_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_proto_ops_v1_ops_proto_goTypes = []any{
 	(*LoginRequest)(nil),                  // 0: vigil.ops.v1.LoginRequest
 	(*LoginResponse)(nil),                 // 1: vigil.ops.v1.LoginResponse
@@ -1642,54 +2459,84 @@ var file_proto_ops_v1_ops_proto_goTypes = []any{
 	(*DisableUserResponse)(nil),           // 22: vigil.ops.v1.DisableUserResponse
 	(*SetPasswordRequest)(nil),            // 23: vigil.ops.v1.SetPasswordRequest
 	(*SetPasswordResponse)(nil),           // 24: vigil.ops.v1.SetPasswordResponse
-	(*timestamppb.Timestamp)(nil),         // 25: google.protobuf.Timestamp
+	(*AuditLogRequest)(nil),               // 25: vigil.ops.v1.AuditLogRequest
+	(*AuditLogResponse)(nil),              // 26: vigil.ops.v1.AuditLogResponse
+	(*AuditRecord)(nil),                   // 27: vigil.ops.v1.AuditRecord
+	(*AuditCheckpointRequest)(nil),        // 28: vigil.ops.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil),       // 29: vigil.ops.v1.AuditCheckpointResponse
+	(*AuditRecordsRequest)(nil),           // 30: vigil.ops.v1.AuditRecordsRequest
+	(*AuditRecordsResponse)(nil),          // 31: vigil.ops.v1.AuditRecordsResponse
+	(*AuditReportRequest)(nil),            // 32: vigil.ops.v1.AuditReportRequest
+	(*AuditReportResponse)(nil),           // 33: vigil.ops.v1.AuditReportResponse
+	(*ViewingCount)(nil),                  // 34: vigil.ops.v1.ViewingCount
+	(*DayCount)(nil),                      // 35: vigil.ops.v1.DayCount
+	(*timestamppb.Timestamp)(nil),         // 36: google.protobuf.Timestamp
 }
 var file_proto_ops_v1_ops_proto_depIdxs = []int32{
-	25, // 0: vigil.ops.v1.LoginResponse.expires:type_name -> google.protobuf.Timestamp
+	36, // 0: vigil.ops.v1.LoginResponse.expires:type_name -> google.protobuf.Timestamp
 	6,  // 1: vigil.ops.v1.LoginResponse.user:type_name -> vigil.ops.v1.User
 	6,  // 2: vigil.ops.v1.WhoAmIResponse.user:type_name -> vigil.ops.v1.User
-	25, // 3: vigil.ops.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
-	25, // 4: vigil.ops.v1.User.created:type_name -> google.protobuf.Timestamp
-	25, // 5: vigil.ops.v1.CreateEnrollmentTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	36, // 3: vigil.ops.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
+	36, // 4: vigil.ops.v1.User.created:type_name -> google.protobuf.Timestamp
+	36, // 5: vigil.ops.v1.CreateEnrollmentTokenResponse.expires:type_name -> google.protobuf.Timestamp
 	11, // 6: vigil.ops.v1.ListAgentsResponse.agents:type_name -> vigil.ops.v1.Agent
-	25, // 7: vigil.ops.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 7: vigil.ops.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
 	12, // 8: vigil.ops.v1.Agent.cameras:type_name -> vigil.ops.v1.Camera
 	13, // 9: vigil.ops.v1.Agent.alarms:type_name -> vigil.ops.v1.Alarm
-	25, // 10: vigil.ops.v1.Camera.since:type_name -> google.protobuf.Timestamp
-	25, // 11: vigil.ops.v1.Alarm.since:type_name -> google.protobuf.Timestamp
-	25, // 12: vigil.ops.v1.ListRecordingsRequest.from:type_name -> google.protobuf.Timestamp
-	25, // 13: vigil.ops.v1.ListRecordingsRequest.to:type_name -> google.protobuf.Timestamp
+	36, // 10: vigil.ops.v1.Camera.since:type_name -> google.protobuf.Timestamp
+	36, // 11: vigil.ops.v1.Alarm.since:type_name -> google.protobuf.Timestamp
+	36, // 12: vigil.ops.v1.ListRecordingsRequest.from:type_name -> google.protobuf.Timestamp
+	36, // 13: vigil.ops.v1.ListRecordingsRequest.to:type_name -> google.protobuf.Timestamp
 	16, // 14: vigil.ops.v1.ListRecordingsResponse.recordings:type_name -> vigil.ops.v1.Recording
-	25, // 15: vigil.ops.v1.Recording.start:type_name -> google.protobuf.Timestamp
-	25, // 16: vigil.ops.v1.Recording.end:type_name -> google.protobuf.Timestamp
-	25, // 17: vigil.ops.v1.Recording.expires:type_name -> google.protobuf.Timestamp
+	36, // 15: vigil.ops.v1.Recording.start:type_name -> google.protobuf.Timestamp
+	36, // 16: vigil.ops.v1.Recording.end:type_name -> google.protobuf.Timestamp
+	36, // 17: vigil.ops.v1.Recording.expires:type_name -> google.protobuf.Timestamp
 	6,  // 18: vigil.ops.v1.AddUserResponse.user:type_name -> vigil.ops.v1.User
 	6,  // 19: vigil.ops.v1.ListUsersResponse.users:type_name -> vigil.ops.v1.User
-	0,  // 20: vigil.ops.v1.Ops.Login:input_type -> vigil.ops.v1.LoginRequest
-	2,  // 21: vigil.ops.v1.Ops.Logout:input_type -> vigil.ops.v1.LogoutRequest
-	4,  // 22: vigil.ops.v1.Ops.WhoAmI:input_type -> vigil.ops.v1.WhoAmIRequest
-	7,  // 23: vigil.ops.v1.Ops.CreateEnrollmentToken:input_type -> vigil.ops.v1.CreateEnrollmentTokenRequest
-	9,  // 24: vigil.ops.v1.Ops.ListAgents:input_type -> vigil.ops.v1.ListAgentsRequest
-	14, // 25: vigil.ops.v1.Ops.ListRecordings:input_type -> vigil.ops.v1.ListRecordingsRequest
-	17, // 26: vigil.ops.v1.Ops.AddUser:input_type -> vigil.ops.v1.AddUserRequest
-	19, // 27: vigil.ops.v1.Ops.ListUsers:input_type -> vigil.ops.v1.ListUsersRequest
-	21, // 28: vigil.ops.v1.Ops.DisableUser:input_type -> vigil.ops.v1.DisableUserRequest
-	23, // 29: vigil.ops.v1.Ops.SetPassword:input_type -> vigil.ops.v1.SetPasswordRequest
-	1,  // 30: vigil.ops.v1.Ops.Login:output_type -> vigil.ops.v1.LoginResponse
-	3,  // 31: vigil.ops.v1.Ops.Logout:output_type -> vigil.ops.v1.LogoutResponse
-	5,  // 32: vigil.ops.v1.Ops.WhoAmI:output_type -> vigil.ops.v1.WhoAmIResponse
-	8,  // 33: vigil.ops.v1.Ops.CreateEnrollmentToken:output_type -> vigil.ops.v1.CreateEnrollmentTokenResponse
-	10, // 34: vigil.ops.v1.Ops.ListAgents:output_type -> vigil.ops.v1.ListAgentsResponse
-	15, // 35: vigil.ops.v1.Ops.ListRecordings:output_type -> vigil.ops.v1.ListRecordingsResponse
-	18, // 36: vigil.ops.v1.Ops.AddUser:output_type -> vigil.ops.v1.AddUserResponse
-	20, // 37: vigil.ops.v1.Ops.ListUsers:output_type -> vigil.ops.v1.ListUsersResponse
-	22, // 38: vigil.ops.v1.Ops.DisableUser:output_type -> vigil.ops.v1.DisableUserResponse
-	24, // 39: vigil.ops.v1.Ops.SetPassword:output_type -> vigil.ops.v1.SetPasswordResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	36, // 20: vigil.ops.v1.AuditLogRequest.since:type_name -> google.protobuf.Timestamp
+	36, // 21: vigil.ops.v1.AuditLogRequest.until:type_name -> google.protobuf.Timestamp
+	27, // 22: vigil.ops.v1.AuditLogResponse.records:type_name -> vigil.ops.v1.AuditRecord
+	36, // 23: vigil.ops.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	36, // 24: vigil.ops.v1.AuditRecord.from:type_name -> google.protobuf.Timestamp
+	36, // 25: vigil.ops.v1.AuditRecord.to:type_name -> google.protobuf.Timestamp
+	36, // 26: vigil.ops.v1.AuditReportRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 27: vigil.ops.v1.AuditReportResponse.viewings:type_name -> vigil.ops.v1.ViewingCount
+	27, // 28: vigil.ops.v1.AuditReportResponse.denied:type_name -> vigil.ops.v1.AuditRecord
+	27, // 29: vigil.ops.v1.AuditReportResponse.holds:type_name -> vigil.ops.v1.AuditRecord
+	35, // 30: vigil.ops.v1.AuditReportResponse.deletions:type_name -> vigil.ops.v1.DayCount
+	0,  // 31: vigil.ops.v1.Ops.Login:input_type -> vigil.ops.v1.LoginRequest
+	2,  // 32: vigil.ops.v1.Ops.Logout:input_type -> vigil.ops.v1.LogoutRequest
+	4,  // 33: vigil.ops.v1.Ops.WhoAmI:input_type -> vigil.ops.v1.WhoAmIRequest
+	7,  // 34: vigil.ops.v1.Ops.CreateEnrollmentToken:input_type -> vigil.ops.v1.CreateEnrollmentTokenRequest
+	9,  // 35: vigil.ops.v1.Ops.ListAgents:input_type -> vigil.ops.v1.ListAgentsRequest
+	14, // 36: vigil.ops.v1.Ops.ListRecordings:input_type -> vigil.ops.v1.ListRecordingsRequest
+	17, // 37: vigil.ops.v1.Ops.AddUser:input_type -> vigil.ops.v1.AddUserRequest
+	19, // 38: vigil.ops.v1.Ops.ListUsers:input_type -> vigil.ops.v1.ListUsersRequest
+	21, // 39: vigil.ops.v1.Ops.DisableUser:input_type -> vigil.ops.v1.DisableUserRequest
+	23, // 40: vigil.ops.v1.Ops.SetPassword:input_type -> vigil.ops.v1.SetPasswordRequest
+	25, // 41: vigil.ops.v1.Ops.AuditLog:input_type -> vigil.ops.v1.AuditLogRequest
+	28, // 42: vigil.ops.v1.Ops.AuditCheckpoint:input_type -> vigil.ops.v1.AuditCheckpointRequest
+	30, // 43: vigil.ops.v1.Ops.AuditRecords:input_type -> vigil.ops.v1.AuditRecordsRequest
+	32, // 44: vigil.ops.v1.Ops.AuditReport:input_type -> vigil.ops.v1.AuditReportRequest
+	1,  // 45: vigil.ops.v1.Ops.Login:output_type -> vigil.ops.v1.LoginResponse
+	3,  // 46: vigil.ops.v1.Ops.Logout:output_type -> vigil.ops.v1.LogoutResponse
+	5,  // 47: vigil.ops.v1.Ops.WhoAmI:output_type -> vigil.ops.v1.WhoAmIResponse
+	8,  // 48: vigil.ops.v1.Ops.CreateEnrollmentToken:output_type -> vigil.ops.v1.CreateEnrollmentTokenResponse
+	10, // 49: vigil.ops.v1.Ops.ListAgents:output_type -> vigil.ops.v1.ListAgentsResponse
+	15, // 50: vigil.ops.v1.Ops.ListRecordings:output_type -> vigil.ops.v1.ListRecordingsResponse
+	18, // 51: vigil.ops.v1.Ops.AddUser:output_type -> vigil.ops.v1.AddUserResponse
+	20, // 52: vigil.ops.v1.Ops.ListUsers:output_type -> vigil.ops.v1.ListUsersResponse
+	22, // 53: vigil.ops.v1.Ops.DisableUser:output_type -> vigil.ops.v1.DisableUserResponse
+	24, // 54: vigil.ops.v1.Ops.SetPassword:output_type -> vigil.ops.v1.SetPasswordResponse
+	26, // 55: vigil.ops.v1.Ops.AuditLog:output_type -> vigil.ops.v1.AuditLogResponse
+	29, // 56: vigil.ops.v1.Ops.AuditCheckpoint:output_type -> vigil.ops.v1.AuditCheckpointResponse
+	31, // 57: vigil.ops.v1.Ops.AuditRecords:output_type -> vigil.ops.v1.AuditRecordsResponse
+	33, // 58: vigil.ops.v1.Ops.AuditReport:output_type -> vigil.ops.v1.AuditReportResponse
+	45, // [45:59] is the sub-list for method output_type
+	31, // [31:45] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_proto_ops_v1_ops_proto_init() }
@@ -1703,7 +2550,7 @@ func file_proto_ops_v1_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_ops_v1_ops_proto_rawDesc), len(file_proto_ops_v1_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

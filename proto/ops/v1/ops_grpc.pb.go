@@ -32,6 +32,10 @@ const (
 	Ops_ListUsers_FullMethodName             = "/vigil.ops.v1.Ops/ListUsers"
 	Ops_DisableUser_FullMethodName           = "/vigil.ops.v1.Ops/DisableUser"
 	Ops_SetPassword_FullMethodName           = "/vigil.ops.v1.Ops/SetPassword"
+	Ops_AuditLog_FullMethodName              = "/vigil.ops.v1.Ops/AuditLog"
+	Ops_AuditCheckpoint_FullMethodName       = "/vigil.ops.v1.Ops/AuditCheckpoint"
+	Ops_AuditRecords_FullMethodName          = "/vigil.ops.v1.Ops/AuditRecords"
+	Ops_AuditReport_FullMethodName           = "/vigil.ops.v1.Ops/AuditReport"
 )
 
 // OpsClient is the client API for Ops service.
@@ -51,6 +55,11 @@ type OpsClient interface {
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
 	DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error)
 	SetPassword(ctx context.Context, in *SetPasswordRequest, opts ...grpc.CallOption) (*SetPasswordResponse, error)
+	// The access audit log (auditors). Reading it is itself recorded.
+	AuditLog(ctx context.Context, in *AuditLogRequest, opts ...grpc.CallOption) (*AuditLogResponse, error)
+	AuditCheckpoint(ctx context.Context, in *AuditCheckpointRequest, opts ...grpc.CallOption) (*AuditCheckpointResponse, error)
+	AuditRecords(ctx context.Context, in *AuditRecordsRequest, opts ...grpc.CallOption) (*AuditRecordsResponse, error)
+	AuditReport(ctx context.Context, in *AuditReportRequest, opts ...grpc.CallOption) (*AuditReportResponse, error)
 }
 
 type opsClient struct {
@@ -161,6 +170,46 @@ func (c *opsClient) SetPassword(ctx context.Context, in *SetPasswordRequest, opt
 	return out, nil
 }
 
+func (c *opsClient) AuditLog(ctx context.Context, in *AuditLogRequest, opts ...grpc.CallOption) (*AuditLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditLogResponse)
+	err := c.cc.Invoke(ctx, Ops_AuditLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) AuditCheckpoint(ctx context.Context, in *AuditCheckpointRequest, opts ...grpc.CallOption) (*AuditCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditCheckpointResponse)
+	err := c.cc.Invoke(ctx, Ops_AuditCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) AuditRecords(ctx context.Context, in *AuditRecordsRequest, opts ...grpc.CallOption) (*AuditRecordsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditRecordsResponse)
+	err := c.cc.Invoke(ctx, Ops_AuditRecords_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) AuditReport(ctx context.Context, in *AuditReportRequest, opts ...grpc.CallOption) (*AuditReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditReportResponse)
+	err := c.cc.Invoke(ctx, Ops_AuditReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OpsServer is the server API for Ops service.
 // All implementations must embed UnimplementedOpsServer
 // for forward compatibility.
@@ -178,6 +227,11 @@ type OpsServer interface {
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
 	DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error)
 	SetPassword(context.Context, *SetPasswordRequest) (*SetPasswordResponse, error)
+	// The access audit log (auditors). Reading it is itself recorded.
+	AuditLog(context.Context, *AuditLogRequest) (*AuditLogResponse, error)
+	AuditCheckpoint(context.Context, *AuditCheckpointRequest) (*AuditCheckpointResponse, error)
+	AuditRecords(context.Context, *AuditRecordsRequest) (*AuditRecordsResponse, error)
+	AuditReport(context.Context, *AuditReportRequest) (*AuditReportResponse, error)
 	mustEmbedUnimplementedOpsServer()
 }
 
@@ -217,6 +271,18 @@ func (UnimplementedOpsServer) DisableUser(context.Context, *DisableUserRequest) 
 }
 func (UnimplementedOpsServer) SetPassword(context.Context, *SetPasswordRequest) (*SetPasswordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetPassword not implemented")
+}
+func (UnimplementedOpsServer) AuditLog(context.Context, *AuditLogRequest) (*AuditLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditLog not implemented")
+}
+func (UnimplementedOpsServer) AuditCheckpoint(context.Context, *AuditCheckpointRequest) (*AuditCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditCheckpoint not implemented")
+}
+func (UnimplementedOpsServer) AuditRecords(context.Context, *AuditRecordsRequest) (*AuditRecordsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditRecords not implemented")
+}
+func (UnimplementedOpsServer) AuditReport(context.Context, *AuditReportRequest) (*AuditReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditReport not implemented")
 }
 func (UnimplementedOpsServer) mustEmbedUnimplementedOpsServer() {}
 func (UnimplementedOpsServer) testEmbeddedByValue()             {}
@@ -419,6 +485,78 @@ func _Ops_SetPassword_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ops_AuditLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).AuditLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_AuditLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).AuditLog(ctx, req.(*AuditLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_AuditCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).AuditCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_AuditCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).AuditCheckpoint(ctx, req.(*AuditCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_AuditRecords_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditRecordsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).AuditRecords(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_AuditRecords_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).AuditRecords(ctx, req.(*AuditRecordsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_AuditReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).AuditReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_AuditReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).AuditReport(ctx, req.(*AuditReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Ops_ServiceDesc is the grpc.ServiceDesc for Ops service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -465,6 +603,22 @@ var Ops_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetPassword",
 			Handler:    _Ops_SetPassword_Handler,
+		},
+		{
+			MethodName: "AuditLog",
+			Handler:    _Ops_AuditLog_Handler,
+		},
+		{
+			MethodName: "AuditCheckpoint",
+			Handler:    _Ops_AuditCheckpoint_Handler,
+		},
+		{
+			MethodName: "AuditRecords",
+			Handler:    _Ops_AuditRecords_Handler,
+		},
+		{
+			MethodName: "AuditReport",
+			Handler:    _Ops_AuditReport_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
