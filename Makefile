@@ -33,9 +33,10 @@ test: ffmpeg minio proto-tools fmt-check ## Install what tests need, check forma
 	$(GO) test -race -timeout 20m ./...
 
 .PHONY: bench
-bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording: 10, 50, 100 cameras for 60 s each; catalog events; logins)
+bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/50/100 cameras × 60 s; catalog events; logins; audit appends and verify)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./storage/...
 	$(GO) test -run '^$$' -bench . ./central/users/
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./central/audit/
 	$(GO) test -run '^$$' -bench 'CatalogEvents' -benchtime 1x ./cmd/vigil/
 	$(GO) test -run '^$$' -bench 'LoginRPC' ./cmd/vigil/
 	$(GO) test -run '^$$' -bench 'AgentContinuous' -benchtime 1x -timeout 30m ./agent/

@@ -204,6 +204,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.reportCameras(ctx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.pruneJournal(ctx) }()
 	if a.link != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.link.Run(ctx) }()
@@ -229,6 +231,29 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// journalKeep is how long the district's chained log is kept locally:
+// central holds it in its audit log; the local copy is for an inspection on
+// site and for resending after a long outage.
+const journalKeep = 30 * 24 * time.Hour
+
+// pruneJournal forgets old district log entries daily.
+func (a *Agent) pruneJournal(ctx context.Context) {
+	tick := time.NewTicker(24 * time.Hour)
+	defer tick.Stop()
+	for {
+		if n, err := a.index.PruneJournal(time.Now().Add(-journalKeep)); err != nil {
+			a.log.Error("prune district log", "error", err)
+		} else if n > 0 {
+			a.log.Info("old district log entries pruned", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (a *Agent) closeStorage() {

@@ -166,6 +166,7 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 	fmt.Fprintf(out, "  vigil login --central %s --user operator --ca-fingerprint %s\n", info.Central, info.CAFingerprint)
 	fmt.Fprintf(out, "  vigil recordings list --camera %s/cam2 --from -1h\n", demoDistrict)
 	fmt.Fprintf(out, "  vigil agents list\n")
+	fmt.Fprintf(out, "  vigil login --central %s --user auditor   # then: vigil audit log; vigil audit verify\n", info.Central)
 	fmt.Fprintf(out, "  vigil agent status --agent-data %s\n", cfg.DataDir)
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -122,12 +123,18 @@ func (ix *Index) JournalEntries(from uint64, max int) ([]JournalEntry, error) {
 	return out, err
 }
 
-// VerifyJournal walks the whole chain and returns the first broken entry's
-// sequence number in the error.
+// VerifyJournal walks the chain from its first kept entry and returns the
+// first broken entry's sequence number in the error.
 func (ix *Index) VerifyJournal() (int, error) {
 	n := 0
-	prev := ""
-	var next uint64 = 1
+	first, err := ix.JournalEntries(0, 1)
+	if err != nil || len(first) == 0 {
+		return 0, err
+	}
+	prev, next := first[0].Prev, first[0].Seq
+	if next != 1 && prev == "" {
+		return 0, fmt.Errorf("%w: chain broken at entry %d", ErrBadJournal, next)
+	}
 	for {
 		batch, err := ix.JournalEntries(next, 1024)
 		if err != nil {
@@ -145,4 +152,40 @@ func (ix *Index) VerifyJournal() (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// PruneJournal forgets entries older than before (central has linked them
+// into its audit log long since), always keeping the last one, which the
+// next entry chains to. It returns how many it removed.
+func (ix *Index) PruneJournal(before time.Time) (int, error) {
+	n := 0
+	err := ix.submit(context.Background(), func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bucketJournal)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.First() {
+			if next, _ := c.Next(); next == nil {
+				return nil // the tip stays
+			}
+			var e JournalEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("%w: journal entry: %w", ErrCorrupt, err)
+			}
+			if !e.Time.Before(before) {
+				return nil
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: prune journal: %w", err)
+	}
+	return n, nil
 }

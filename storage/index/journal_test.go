@@ -35,6 +35,16 @@ func TestJournalChain(t *testing.T) {
 	if _, err := ix.Journal(ctx, JournalEntry{Detail: "x"}, nil); !errors.Is(err, ErrBadJournal) {
 		t.Fatalf("entry without action: %v", err)
 	}
+	// Pruning old entries keeps the tip and a chain that still verifies.
+	if n, err := ix.PruneJournal(t0.Add(3 * time.Second)); err != nil || n != 3 {
+		t.Fatalf("prune: %d %v", n, err)
+	}
+	if n, err := ix.VerifyJournal(); err != nil || n != 2 {
+		t.Fatalf("verify after prune: %d %v", n, err)
+	}
+	if n, _ := ix.PruneJournal(t0.Add(time.Hour)); n != 1 {
+		t.Fatalf("prune everything: removed %d, want all but the tip", n)
+	}
 	// Tampering: change an entry's detail, or remove one.
 	for _, tamper := range []struct {
 		name string
