@@ -130,3 +130,24 @@ func TestAuditUnavailableRefusesRequests(t *testing.T) {
 		t.Fatal("records appeared in a closed log")
 	}
 }
+
+// A flood of anonymous requests from one address becomes one record a
+// minute, not one record each: the audit log is never pruned.
+func TestAnonymousFloodIsSummarised(t *testing.T) {
+	c := startCentral(t)
+	ctx := context.Background()
+	anon := c.client(t, "")
+	before := c.Audit().Size()
+	for range 50 {
+		anon.ListAgents(ctx, &opsv1.ListAgentsRequest{})
+	}
+	if grew := c.Audit().Size() - before; grew != 1 {
+		t.Fatalf("50 anonymous refusals made %d records, want 1", grew)
+	}
+	c.clock.Advance(time.Minute)
+	anon.ListAgents(ctx, &opsv1.ListAgentsRequest{})
+	recs, _ := c.Audit().Records(c.Audit().Size()-1, c.Audit().Size())
+	if len(recs) != 1 || !strings.Contains(recs[0].Detail, "and 49 more refusals") {
+		t.Fatalf("summary record: %+v", recs)
+	}
+}

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -39,13 +41,13 @@ func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerI
 	token, err := bearerToken(ctx)
 	if err != nil {
 		rec.Outcome, rec.Detail = audit.OutcomeDenied, "not authenticated: "+err.Error()
-		s.recordRefusal(ctx, rec)
+		s.recordAnonymousRefusal(ctx, rec)
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
 	u, _, err := s.users.Authenticate(token)
 	if err != nil {
 		rec.Outcome, rec.Detail = audit.OutcomeDenied, "not authenticated: session expired or invalid"
-		s.recordRefusal(ctx, rec)
+		s.recordAnonymousRefusal(ctx, rec)
 		return nil, status.Error(codes.Unauthenticated, "session expired or invalid: log in again")
 	}
 	rec.Actor = audit.Actor{User: u.Name, Role: string(u.Role), Designation: u.Designation}
@@ -84,6 +86,40 @@ func authorizeRequest(u users.User, method string, req any) error {
 		return authz.AuthorizeDistrict(u, method, district)
 	}
 	return authz.Authorize(u, method)
+}
+
+// recordAnonymousRefusal records a refused request by nobody in particular
+// at most once a minute per client address: the log is append-only and
+// never pruned, so a flood of anonymous requests must not become a flood of
+// records. How many were left out is said in the next record.
+func (s *Server) recordAnonymousRefusal(ctx context.Context, rec audit.Record) {
+	host := hostOnly(clientAddr(ctx))
+	now := s.opts.Now()
+	s.quietMu.Lock()
+	if s.quiet == nil || len(s.quiet) > 10000 {
+		s.quiet = map[string]*quietEntry{}
+	}
+	q := s.quiet[host]
+	if q != nil && now.Sub(q.last) < time.Minute {
+		q.skipped++
+		s.quietMu.Unlock()
+		return
+	}
+	skipped := 0
+	if q != nil {
+		skipped = q.skipped
+	}
+	s.quiet[host] = &quietEntry{last: now}
+	s.quietMu.Unlock()
+	if skipped > 0 {
+		rec.Detail = audit.Clip(fmt.Sprintf("%s (and %d more refusals from this address in the minute before, not recorded one by one)", rec.Detail, skipped), audit.MaxDetail)
+	}
+	s.recordRefusal(ctx, rec)
+}
+
+type quietEntry struct {
+	last    time.Time
+	skipped int
 }
 
 // recordRefusal records a refused request; the refusal stands whether or not

@@ -10,10 +10,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-cctv/vigil/central/audit"
 	"github.com/vigil-cctv/vigil/central/authz"
 	"github.com/vigil-cctv/vigil/central/enroll"
 	"github.com/vigil-cctv/vigil/central/registry"
 	"github.com/vigil-cctv/vigil/central/users"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 	"github.com/vigil-cctv/vigil/storage"
 )
@@ -31,7 +33,13 @@ func (o *opsService) Login(ctx context.Context, req *opsv1.LoginRequest) (*opsv1
 	var tooMany *users.TooManyAttemptsError
 	switch {
 	case errors.As(err, &tooMany):
-		o.s.recordLogin(ctx, req.GetUser(), err, "")
+		// Throttled attempts are many and alike: recorded like anonymous
+		// refusals, at most once a minute per address.
+		o.s.recordAnonymousRefusal(ctx, audit.Record{
+			Actor: audit.Actor{User: audit.Clip(req.GetUser(), 64)}, Action: actions.LoginFail, Outcome: audit.OutcomeDenied,
+			Client: audit.Clip(clientAddr(ctx), audit.MaxText), Target: audit.Target{User: audit.Clip(req.GetUser(), 64)},
+			Detail: audit.Clip(err.Error(), audit.MaxDetail),
+		})
 		return nil, status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, users.ErrBadCredentials):
 		o.s.recordLogin(ctx, req.GetUser(), err, "")

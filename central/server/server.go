@@ -61,6 +61,10 @@ type Server struct {
 	// created it (also written to data_dir/admin-password), else "".
 	AdminPassword string
 
+	// quiet limits the records of anonymous refusals per address (auth.go).
+	quietMu sync.Mutex
+	quiet   map[string]*quietEntry
+
 	mu        sync.Mutex
 	agentAddr net.Addr
 	apiAddr   net.Addr
