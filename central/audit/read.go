@@ -343,3 +343,43 @@ func (l *Log) scan(f Filter, fn func(Record) error) error {
 	}
 	return err
 }
+
+// checkTimeIndex checks that the time index holds exactly one key per
+// record among the first n, each naming that record's own time.
+func (l *Log) checkTimeIndex(n uint64) error {
+	return l.db.View(func(tx *bbolt.Tx) error {
+		times, recs := tx.Bucket(bucketTimes), tx.Bucket(bucketRecords)
+		seen := make([]bool, n)
+		count := uint64(0)
+		c := times.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) != 16 {
+				return tampered(0, "time index holds a malformed key")
+			}
+			seq := binary.BigEndian.Uint64(k[8:])
+			if seq >= n {
+				continue // appended after the verification began
+			}
+			if seen[seq] {
+				return tampered(seq, "record indexed twice by time")
+			}
+			seen[seq] = true
+			count++
+			rec, err := Unmarshal(recs.Get(encodeU64(seq)))
+			if err != nil {
+				return tampered(seq, "record unreadable: %v", err)
+			}
+			if !bytes.Equal(k, timeKey(rec.Time, seq)) {
+				return tampered(seq, "time index entry does not match the record's time")
+			}
+		}
+		if count != n {
+			for seq, ok := range seen {
+				if !ok {
+					return tampered(uint64(seq), "record missing from the time index: it would not be listed")
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -587,3 +587,41 @@ func TestBundle(t *testing.T) {
 		t.Errorf("RawRecords(5, 4) = %v", err)
 	}
 }
+
+// A record removed from, or moved in, the time index would vanish from
+// every listing while the tree stays intact: Verify checks the index too.
+func TestTamperTimeIndex(t *testing.T) {
+	key := mustKey(t, "vigil-test")
+	orig := buildTamperLog(t, t.TempDir(), key, nil)
+	for name, edit := range map[string]func(tx *bbolt.Tx) error{
+		"index entry removed": func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketTimes).Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				if decodeU64(k[8:]) == tamperSeq {
+					return c.Delete()
+				}
+			}
+			return errors.New("no index entry for the record")
+		},
+		"index entry moved": func(tx *bbolt.Tx) error {
+			b := tx.Bucket(bucketTimes)
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				if decodeU64(k[8:]) == tamperSeq {
+					moved := timeKey(t0.Add(-24*time.Hour), tamperSeq)
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					return b.Put(moved, nil)
+				}
+			}
+			return errors.New("no index entry for the record")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l := mustOpenRO(t, editCopy(t, orig.path, edit))
+			_, err := Verify(l, key.verifier)
+			wantTamper(t, err, tamperSeq)
+		})
+	}
+}
