@@ -31,8 +31,11 @@ func TestRequestsAreRecorded(t *testing.T) {
 	c := startCentral(t)
 	ctx := context.Background()
 	admin := c.client(t, c.login(t, "admin", c.adminPwd))
-	for _, u := range []struct{ name, role string }{{"olga", "operator"}, {"aude", "auditor"}} {
-		if _, err := admin.AddUser(ctx, &opsv1.AddUserRequest{Name: u.name, Role: u.role, Districts: []string{"north"}, Designation: "act 9", Password: testPassword}); err != nil {
+	for _, u := range []struct {
+		name, role string
+		districts  []string
+	}{{"olga", "operator", []string{"north"}}, {"aude", "auditor", nil}, {"audn", "auditor", []string{"north"}}} {
+		if _, err := admin.AddUser(ctx, &opsv1.AddUserRequest{Name: u.name, Role: u.role, Districts: u.districts, Designation: "act 9", Password: testPassword}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,6 +97,28 @@ func TestRequestsAreRecorded(t *testing.T) {
 	rep, err := audit.Verify(&audit.Bundle{RecordBytes: recs.GetRecords(), CheckpointNotes: recs.GetCheckpoints()}, v, cp.GetCheckpoint())
 	if err != nil || rep.Records < 10 {
 		t.Fatalf("verify: %+v %v", rep, err)
+	}
+
+	// An auditor of one district reads that district's records only; the
+	// whole log (records of every district) is for unscoped auditors.
+	audn := c.client(t, c.login(t, "audn", testPassword))
+	north, err := audn.AuditLog(ctx, &opsv1.AuditLogRequest{District: "north"})
+	if err != nil || len(north.GetRecords()) == 0 {
+		t.Fatalf("scoped auditor, own district: %v", err)
+	}
+	for _, r := range north.GetRecords() {
+		if r.GetDistrict() != "north" {
+			t.Errorf("scoped auditor sees %+v", r)
+		}
+	}
+	if _, err := audn.AuditLog(ctx, &opsv1.AuditLogRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("scoped auditor, every district: %v", err)
+	}
+	if _, err := audn.AuditLog(ctx, &opsv1.AuditLogRequest{District: "south"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("scoped auditor, other district: %v", err)
+	}
+	if _, err := audn.AuditRecords(ctx, &opsv1.AuditRecordsRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("scoped auditor, whole log: %v", err)
 	}
 }
 

@@ -13,29 +13,34 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-cctv/vigil/central/audit"
+	"github.com/vigil-cctv/vigil/central/registry"
+	"github.com/vigil-cctv/vigil/central/users"
 	"github.com/vigil-cctv/vigil/proto/actions"
-	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 )
 
-// linkJournal records an entry of a district's chained log in the audit log,
-// with the agent as actor; a broken chain is recorded first, as its own
-// record.
-func (s *Server) linkJournal(ctx context.Context, district string, e *agentv1.JournalEntry, problem string) error {
+// linkJournal records entries of a district's chained log in the audit log,
+// with the agent as actor, in one append; a broken chain is recorded first,
+// as its own record.
+func (s *Server) linkJournal(ctx context.Context, district string, links []registry.JournalLink) error {
 	actor := audit.Actor{User: "agent:" + district, Role: "agent"}
 	var recs []audit.Record
-	if problem != "" {
-		recs = append(recs, audit.Record{
-			Actor: actor, Action: actions.AgentChain, Target: audit.Target{District: district},
-			Outcome: audit.OutcomeFailed, Detail: audit.Clip(problem, audit.MaxDetail),
-		})
+	for _, l := range links {
+		if l.Problem != "" {
+			recs = append(recs, audit.Record{
+				Actor: actor, Action: actions.AgentChain, Target: audit.Target{District: district},
+				Outcome: audit.OutcomeFailed, Detail: audit.Clip(l.Problem, audit.MaxDetail),
+			})
+		}
+		if e := l.Entry; e != nil {
+			recs = append(recs, audit.Record{
+				Actor: actor, Action: e.GetAction(), Outcome: audit.OutcomeOK,
+				Target: audit.Target{District: district, Camera: e.GetCamera(), Segment: e.GetSegment()},
+				Detail: audit.Clip(fmt.Sprintf("district entry %d at %s (hash %s): %s", e.GetSeq(),
+					e.GetTime().AsTime().UTC().Format(time.RFC3339Nano), e.GetHash(), e.GetDetail()), audit.MaxDetail),
+			})
+		}
 	}
-	recs = append(recs, audit.Record{
-		Actor: actor, Action: e.GetAction(), Outcome: audit.OutcomeOK,
-		Target: audit.Target{District: district, Camera: e.GetCamera(), Segment: e.GetSegment()},
-		Detail: audit.Clip(fmt.Sprintf("district entry %d at %s (hash %s): %s", e.GetSeq(),
-			e.GetTime().AsTime().UTC().Format(time.RFC3339Nano), e.GetHash(), e.GetDetail()), audit.MaxDetail),
-	})
 	_, err := s.audit.AppendBatch(ctx, recs)
 	return err
 }
@@ -43,7 +48,27 @@ func (s *Server) linkJournal(ctx context.Context, district string, e *agentv1.Jo
 // maxAuditPage bounds one page of raw records handed out.
 const maxAuditPage = 10000
 
-func (o *opsService) AuditLog(_ context.Context, req *opsv1.AuditLogRequest) (*opsv1.AuditLogResponse, error) {
+// auditScope checks that an auditor limited to some districts asks only
+// about those; the raw log and its checkpoints (every district) are for
+// auditors of every district.
+func auditScope(ctx context.Context, district string, whole bool) error {
+	u := callerOf(ctx).user
+	if len(u.Districts) == 0 {
+		return nil
+	}
+	if whole {
+		return status.Error(codes.PermissionDenied, "the whole log is for auditors of every district")
+	}
+	if district == "" || !u.InScope(district) {
+		return status.Errorf(codes.PermissionDenied, "auditor %s is limited to %s: ask with --camera DISTRICT/", u.Name, strings.Join(u.Districts, ","))
+	}
+	return nil
+}
+
+func (o *opsService) AuditLog(ctx context.Context, req *opsv1.AuditLogRequest) (*opsv1.AuditLogResponse, error) {
+	if err := auditScope(ctx, req.GetDistrict(), false); err != nil {
+		return nil, err
+	}
 	f := audit.Filter{
 		Since: validTime(req.GetSince()), Until: validTime(req.GetUntil()),
 		Actor: req.GetActor(), Action: req.GetAction(), District: req.GetDistrict(), Camera: req.GetCamera(),
@@ -51,7 +76,7 @@ func (o *opsService) AuditLog(_ context.Context, req *opsv1.AuditLogRequest) (*o
 	}
 	recs, err := o.s.audit.Query(f)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	resp := &opsv1.AuditLogResponse{}
 	for _, r := range recs {
@@ -61,6 +86,9 @@ func (o *opsService) AuditLog(_ context.Context, req *opsv1.AuditLogRequest) (*o
 }
 
 func (o *opsService) AuditCheckpoint(ctx context.Context, _ *opsv1.AuditCheckpointRequest) (*opsv1.AuditCheckpointResponse, error) {
+	if err := auditScope(ctx, "", true); err != nil {
+		return nil, err
+	}
 	// A fresh checkpoint covering everything, this request's own record
 	// included.
 	cp, err := o.s.audit.CheckpointNow(ctx)
@@ -70,7 +98,31 @@ func (o *opsService) AuditCheckpoint(ctx context.Context, _ *opsv1.AuditCheckpoi
 	return &opsv1.AuditCheckpointResponse{Checkpoint: cp, VerifierKey: o.s.auditKey}, nil
 }
 
-func (o *opsService) AuditRecords(_ context.Context, req *opsv1.AuditRecordsRequest) (*opsv1.AuditRecordsResponse, error) {
+// Limits of one AuditRecords answer: pages stay well below the client's
+// message size, and the checkpoints handed out are the newest ones (one is
+// written every 10 s of activity: all of them would grow without bound).
+const (
+	maxAuditPageBytes  = 4 << 20
+	maxAuditCheckpoint = 1000
+)
+
+func (o *opsService) AuditRecords(ctx context.Context, req *opsv1.AuditRecordsRequest) (*opsv1.AuditRecordsResponse, error) {
+	if err := auditScope(ctx, "", true); err != nil {
+		return nil, err
+	}
+	resp := &opsv1.AuditRecordsResponse{VerifierKey: o.s.auditKey}
+	if req.GetFrom() == 0 {
+		// Checkpoints before the size: a checkpoint can then never cover
+		// more records than the answer says exist.
+		cps, err := o.s.audit.Checkpoints()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if len(cps) > maxAuditCheckpoint {
+			cps = cps[len(cps)-maxAuditCheckpoint:]
+		}
+		resp.Checkpoints = cps
+	}
 	size := o.s.audit.Size()
 	count := min(req.GetCount(), maxAuditPage)
 	if count == 0 {
@@ -81,16 +133,21 @@ func (o *opsService) AuditRecords(_ context.Context, req *opsv1.AuditRecordsRequ
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	resp := &opsv1.AuditRecordsResponse{Size: size, Records: recs, VerifierKey: o.s.auditKey}
-	if req.GetFrom() == 0 {
-		if resp.Checkpoints, err = o.s.audit.Checkpoints(); err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
+	bytes := 0
+	for i, r := range recs {
+		if bytes += len(r); bytes > maxAuditPageBytes && i > 0 {
+			recs = recs[:i]
+			break
 		}
 	}
+	resp.Size, resp.Records = size, recs
 	return resp, nil
 }
 
-func (o *opsService) AuditReport(_ context.Context, req *opsv1.AuditReportRequest) (*opsv1.AuditReportResponse, error) {
+func (o *opsService) AuditReport(ctx context.Context, req *opsv1.AuditReportRequest) (*opsv1.AuditReportResponse, error) {
+	if err := auditScope(ctx, "", true); err != nil {
+		return nil, err
+	}
 	since := validTime(req.GetSince())
 	type viewKey struct{ user, camera string }
 	type dayKey struct{ day, district string }
@@ -147,11 +204,13 @@ func auditToProto(r audit.Record) *opsv1.AuditRecord {
 
 // recordLogin writes the outcome of a login. A successful login is refused
 // if it cannot be recorded.
-func (s *Server) recordLogin(ctx context.Context, user string, err error, detail string) error {
+func (s *Server) recordLogin(ctx context.Context, user string, u *users.User, err error) error {
 	rec := audit.Record{
 		Actor: audit.Actor{User: audit.Clip(user, 64)}, Action: actions.LoginOK, Outcome: audit.OutcomeOK,
 		Client: audit.Clip(clientAddr(ctx), audit.MaxText), Target: audit.Target{User: audit.Clip(user, 64)},
-		Detail: audit.Clip(detail, audit.MaxDetail),
+	}
+	if u != nil {
+		rec.Actor = audit.Actor{User: u.Name, Role: string(u.Role), Designation: u.Designation}
 	}
 	if err != nil {
 		rec.Action, rec.Outcome = actions.LoginFail, audit.OutcomeDenied

@@ -42,13 +42,13 @@ func (o *opsService) Login(ctx context.Context, req *opsv1.LoginRequest) (*opsv1
 		})
 		return nil, status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, users.ErrBadCredentials):
-		o.s.recordLogin(ctx, req.GetUser(), err, "")
+		o.s.recordLogin(ctx, req.GetUser(), nil, err)
 		return nil, status.Error(codes.Unauthenticated, "wrong user name or password")
 	case err != nil:
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	// A session nobody can trace is not handed out.
-	if err := o.s.recordLogin(ctx, u.Name, nil, "role "+string(u.Role)); err != nil {
+	if err := o.s.recordLogin(ctx, u.Name, &u, nil); err != nil {
 		o.s.users.Logout(token)
 		return nil, status.Error(codes.Unavailable, "audit log unavailable: login refused")
 	}

@@ -43,6 +43,10 @@ const (
 	UserAdd      = "user.add"
 	UserDisable  = "user.disable"
 	UserPassword = "user.passwd"
+	// UserList: the users were listed. UserWhoAmI: a user asked who they
+	// are logged in as.
+	UserList   = "user.list"
+	UserWhoAmI = "user.whoami"
 
 	// AgentToken: an enrolment token was created. Target.District.
 	AgentToken = "agent.token"
