@@ -78,6 +78,9 @@ type appliedState struct {
 	// outbox's.
 	JournalSeq  uint64 `json:"journal_seq"`
 	JournalHash string `json:"journal_hash"`
+	// JournalFirst is the hash of the chain's first entry: a different
+	// first entry means the agent's log began again.
+	JournalFirst string `json:"journal_first"`
 }
 
 // Deletion is a deletion an agent reported.
@@ -120,7 +123,7 @@ func (c *Catalog) Begin(district, outboxID string) (applied uint64, reset bool, 
 		if err := deletePrefix(tx.Bucket(bucketIDs), []byte(district+"/")); err != nil {
 			return err
 		}
-		return putApplied(tx, district, appliedState{OutboxID: outboxID, JournalSeq: st.JournalSeq, JournalHash: st.JournalHash})
+		return putApplied(tx, district, appliedState{OutboxID: outboxID, JournalSeq: st.JournalSeq, JournalHash: st.JournalHash, JournalFirst: st.JournalFirst})
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("catalog: begin %s: %w", district, err)
@@ -163,10 +166,15 @@ func (c *Catalog) Apply(district, outboxID string, reports []*agentv1.Report, no
 				rejected = append(rejected, rej)
 			} else if err := applyTx(tx, district, r); err != nil {
 				return err
-			} else if j := r.GetJournal(); j != nil && j.GetSeq() > st.JournalSeq {
+			} else if j := r.GetJournal(); j != nil {
 				// The entry was linked into the audit log before Apply
 				// (by the registry); here the chain's tip moves.
-				st.JournalSeq, st.JournalHash = j.GetSeq(), j.GetHash()
+				switch {
+				case j.GetSeq() == 1 && j.GetHash() != st.JournalFirst:
+					st.JournalFirst, st.JournalSeq, st.JournalHash = j.GetHash(), 1, j.GetHash()
+				case j.GetSeq() > st.JournalSeq:
+					st.JournalSeq, st.JournalHash = j.GetSeq(), j.GetHash()
+				}
 			}
 			st.Seq = seq
 		}
@@ -271,15 +279,22 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	return nil
 }
 
-// JournalTip returns the last entry of a district's chained log linked so
-// far: its sequence number and hash.
-func (c *Catalog) JournalTip(district string) (seq uint64, hash string, err error) {
-	err = c.db.View(func(tx *bolt.Tx) error {
+// JournalTip is where a district's chained log stands at central: the last
+// entry linked (sequence number and hash) and the hash of its first entry.
+type JournalTip struct {
+	Seq         uint64
+	Hash, First string
+}
+
+// JournalTip returns the district's chain state.
+func (c *Catalog) JournalTip(district string) (JournalTip, error) {
+	var tip JournalTip
+	err := c.db.View(func(tx *bolt.Tx) error {
 		st, err := getApplied(tx, district)
-		seq, hash = st.JournalSeq, st.JournalHash
+		tip = JournalTip{Seq: st.JournalSeq, Hash: st.JournalHash, First: st.JournalFirst}
 		return err
 	})
-	return seq, hash, err
+	return tip, err
 }
 
 // Applied returns the outbox id and the last sequence number applied for a

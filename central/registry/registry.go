@@ -50,11 +50,11 @@ type Config struct {
 	// District returns the district of the verified client certificate of
 	// a stream's context (pki.AgentDistrict).
 	District func(context.Context) (string, error)
-	// LinkJournal records an entry of a district's chained log in central's
-	// audit log; problem says how the chain is broken there ("" when it
-	// is intact). It must be durable when it returns: the report is applied
-	// (and acknowledged) only after.
-	LinkJournal func(ctx context.Context, district string, entry *agentv1.JournalEntry, problem string) error
+	// LinkJournal records entries of a district's chained log in central's
+	// audit log, each with how the chain is broken there ("" when it is
+	// intact), in one durable append: the reports are applied (and
+	// acknowledged) only after it returns.
+	LinkJournal func(ctx context.Context, district string, links []JournalLink) error
 	Now         func() time.Time
 	Logger      *slog.Logger
 }
@@ -282,7 +282,7 @@ func (r *Registry) applyLoop(ctx context.Context, c *conn, reports <-chan *agent
 				break fill
 			}
 		}
-		if err := r.linkJournal(ctx, c.district, batch); err != nil {
+		if err := r.linkJournal(ctx, c, batch); err != nil {
 			return status.Errorf(codes.Unavailable, "audit log: %v", err)
 		}
 		applied, rejected, err := r.cfg.Catalog.Apply(c.district, c.outboxID, batch, r.cfg.Now())
@@ -310,51 +310,52 @@ func (r *Registry) applyLoop(ctx context.Context, c *conn, reports <-chan *agent
 	}
 }
 
-// linkJournal links the batch's new journal entries into the audit log,
-// checking the district's chain: an entry must follow the last one linked
-// and its hash must match its content. A broken chain is recorded, not
-// refused: what the agent says happened is evidence either way. Entries
-// are linked at least once: a crash between linking and applying links
-// them again at the resend (the copies carry the same agent hash).
-func (r *Registry) linkJournal(ctx context.Context, district string, batch []*agentv1.Report) error {
+// linkJournal links the batch's new journal entries into the audit log, in
+// one append, checking the district's chain: an entry must follow the last
+// one linked and its hash must match its content. A broken chain is
+// recorded, not refused: what the agent says happened is evidence either
+// way. Only reports Apply will apply are linked (the current outbox,
+// contiguous from the last applied). Entries are linked at least once: a
+// crash between linking and applying links them again at the resend (the
+// copies carry the same agent hash).
+func (r *Registry) linkJournal(ctx context.Context, c *conn, batch []*agentv1.Report) error {
 	if r.cfg.LinkJournal == nil {
 		return nil
 	}
-	_, applied, err := r.cfg.Catalog.Applied(district)
+	outbox, applied, err := r.cfg.Catalog.Applied(c.district)
 	if err != nil {
 		return err
 	}
-	tipSeq, tipHash, err := r.cfg.Catalog.JournalTip(district)
+	if outbox != c.outboxID {
+		return nil // Apply refuses the batch; nothing to link
+	}
+	tip, err := r.cfg.Catalog.JournalTip(c.district)
 	if err != nil {
 		return err
 	}
+	var fresh []*agentv1.Report
+	next := applied + 1
 	for _, rep := range batch {
-		j := rep.GetJournal()
-		if j == nil || rep.GetSeq() <= applied || j.GetSeq() <= tipSeq {
-			continue
+		if rep.GetSeq() < next {
+			continue // applied already
 		}
-		if catalog.ValidateReport(district, rep) != nil {
-			continue // recorded as rejected by Apply
+		if rep.GetSeq() != next {
+			break // a gap: Apply stops here too; the rest is resent
 		}
-		problem := ""
-		switch want, herr := storage.JournalHash(storage.JournalEntry{
-			Seq: j.GetSeq(), Time: j.GetTime().AsTime(), Action: j.GetAction(), Camera: j.GetCamera(),
-			Segment: j.GetSegment(), Detail: j.GetDetail(), Prev: j.GetPrev(),
-		}); {
-		case herr != nil || want != j.GetHash():
-			problem = fmt.Sprintf("entry %d: hash does not match its content", j.GetSeq())
-		case j.GetSeq() != tipSeq+1 || j.GetPrev() != tipHash:
-			problem = fmt.Sprintf("gap before entry %d: the last entry linked was %d", j.GetSeq(), tipSeq)
-		}
-		if problem != "" {
-			r.log.Error("district log chain broken", "district", district, "problem", problem)
-		}
-		if err := r.cfg.LinkJournal(ctx, district, j, problem); err != nil {
-			return err
-		}
-		tipSeq, tipHash = j.GetSeq(), j.GetHash()
+		next++
+		fresh = append(fresh, rep)
 	}
-	return nil
+	links := chainLinks(c.district, tip, fresh)
+	for _, l := range links {
+		if l.Problem != "" {
+			r.log.Error("district log chain broken", "district", c.district, "problem", l.Problem)
+		}
+	}
+	if len(links) == 0 {
+		return nil
+	}
+	// Durable even if the stream ends now: what was linked stays linked.
+	return r.cfg.LinkJournal(context.WithoutCancel(ctx), c.district, links)
 }
 
 func (r *Registry) attach(ctx context.Context, c *conn) error {
@@ -435,6 +436,13 @@ func (r *Registry) saveRecord(district string, edit func(*agentRecord)) error {
 		}
 		return b.Put([]byte(district), v)
 	})
+}
+
+// JournalLink is an entry of a district's chained log to record, with what
+// is wrong with the chain there; Entry is nil for a problem alone.
+type JournalLink struct {
+	Entry   *agentv1.JournalEntry
+	Problem string
 }
 
 // Agent is what central knows of one district's agent.
