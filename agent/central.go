@@ -83,12 +83,15 @@ func (a *Agent) journalPayloads() ([][]byte, error) {
 			return nil, err
 		}
 		for _, e := range batch {
+			next = e.Seq + 1
 			p, err := link.Journal(e)
 			if err != nil {
-				return nil, err
+				// Central sees the gap and records it; one bad entry must
+				// not stop every later one from being reported.
+				a.log.Error("journal entry cannot be reported", "seq", e.Seq, "error", err)
+				continue
 			}
 			out = append(out, p)
-			next = e.Seq + 1
 		}
 		if len(batch) < 1024 {
 			return out, nil

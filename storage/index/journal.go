@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +41,11 @@ type journalTip struct {
 // journalTx chains e after the current tip and stores it; e's Seq, Prev and
 // Hash are set here.
 func journalTx(tx *bolt.Tx, e *JournalEntry) error {
+	// JSON replaces invalid UTF-8 when it encodes, so an entry hashed with
+	// raw bytes would not verify once read back: make it valid first.
+	for _, f := range []*string{&e.Action, &e.Camera, &e.Segment, &e.Detail} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
 	if e.Action == "" || len(e.Detail) > 4096 {
 		return fmt.Errorf("%w: action %q, detail of %d bytes", ErrBadJournal, e.Action, len(e.Detail))
 	}

@@ -72,3 +72,27 @@ func TestJournalChain(t *testing.T) {
 		})
 	}
 }
+
+// Bytes that are not UTF-8 (a camera name from a config, an error from a
+// device) must not leave an entry whose hash no longer verifies once read
+// back.
+func TestJournalInvalidUTF8(t *testing.T) {
+	ix := MustOpenTemp(t)
+	e, err := ix.Journal(context.Background(), JournalEntry{Action: "maintenance.access", Camera: "g\xffate", Detail: "bad \xc3 byte"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Camera != "g\uFFFDate" || e.Detail != "bad \uFFFD byte" {
+		t.Fatalf("not made valid: %q %q", e.Camera, e.Detail)
+	}
+	if n, err := ix.VerifyJournal(); err != nil || n != 1 {
+		t.Fatalf("verify: %d %v", n, err)
+	}
+	got, err := ix.JournalEntries(1, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatal(err)
+	}
+	if h, _ := JournalHash(got[0]); h != e.Hash {
+		t.Fatal("hash of the entry read back differs")
+	}
+}
