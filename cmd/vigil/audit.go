@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-cctv/vigil/central/audit"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 )
 
@@ -150,6 +153,9 @@ func newAuditLogCommand() *cobra.Command {
 			if err != nil {
 				return callError(err)
 			}
+			if len(resp.GetRecords()) == limit {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: only the first %d records are shown; narrow with --since/--until or raise --limit\n", limit)
+			}
 			return printAuditRecords(cmd, output, resp.GetRecords())
 		},
 	}
@@ -185,8 +191,12 @@ func printAuditRecords(cmd *cobra.Command, format auditFormat, recs []*opsv1.Aud
 			if j.Target.To != nil {
 				to = j.Target.To.Format(time.RFC3339)
 			}
-			w.Write([]string{fmt.Sprint(j.Seq), j.Time.Format(time.RFC3339Nano), j.Actor, j.Role, j.Designation, j.Action,
-				j.Target.District, j.Target.Camera, from, to, j.Target.Segment, j.Target.Hold, j.Target.User, j.Reason, j.Client, j.Outcome, j.Detail})
+			row := []string{fmt.Sprint(j.Seq), j.Time.Format(time.RFC3339Nano), j.Actor, j.Role, j.Designation, j.Action,
+				j.Target.District, j.Target.Camera, from, to, j.Target.Segment, j.Target.Hold, j.Target.User, j.Reason, j.Client, j.Outcome, j.Detail}
+			for i := range row {
+				row[i] = csvCell(row[i])
+			}
+			w.Write(row)
 		}
 		w.Flush()
 		return w.Error()
@@ -199,15 +209,37 @@ func printAuditRecords(cmd *cobra.Command, format auditFormat, recs []*opsv1.Aud
 	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tROLE\tACTION\tTARGET\tOUTCOME\tREASON\tCLIENT")
 	for _, r := range recs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetTime().AsTime().Local().Format(time.DateTime),
-			r.GetActor(), r.GetRole(), r.GetAction(), targetText(r), r.GetOutcome(), oneLineText(r.GetReason()), r.GetClient())
+			cell(r.GetActor()), cell(r.GetRole()), cell(r.GetAction()), cell(targetText(r)), cell(r.GetOutcome()), oneLineText(r.GetReason()), cell(r.GetClient()))
 	}
 	return tw.Flush()
 }
 
+// oneLineText shortens s for a table cell, escaped by cell.
 func oneLineText(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 60 {
-		return s[:57] + "..."
+		s = s[:57] + "..."
+	}
+	return cell(s)
+}
+
+// cell makes text safe to print in a table: control characters and escape
+// sequences (from a user name typed at a login, say) are shown quoted, so
+// that no record can forge a line or colour the terminal.
+func cell(s string) string {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			q := strconv.Quote(s)
+			return q[1 : len(q)-1]
+		}
+	}
+	return s
+}
+
+// csvCell keeps spreadsheets from running a cell as a formula.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
 	}
 	return s
 }
@@ -232,6 +264,13 @@ vigil audit verify --against FILE proves that the log still extends it.`,
 			}
 			if err := pinAuditKey(resp.GetVerifierKey()); err != nil {
 				return err
+			}
+			verifier, err := note.NewVerifier(resp.GetVerifierKey())
+			if err != nil {
+				return fmt.Errorf("audit key: %w", err)
+			}
+			if _, err := audit.OpenCheckpoint(resp.GetCheckpoint(), verifier); err != nil {
+				return fmt.Errorf("central's checkpoint does not verify: %w", err)
 			}
 			fmt.Fprint(cmd.OutOrStdout(), string(resp.GetCheckpoint()))
 			fmt.Fprintf(cmd.ErrOrStderr(), "audit key: %s\n", resp.GetVerifierKey())
@@ -310,18 +349,18 @@ func printAuditReport(cmd *cobra.Command, since time.Time, resp *opsv1.AuditRepo
 		tw := newTable(out)
 		fmt.Fprintln(tw, "  USER\tCAMERA\tVIEWINGS")
 		for _, v := range resp.GetViewings() {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\n", v.GetUser(), v.GetCamera(), v.GetCount())
+			fmt.Fprintf(tw, "  %s\t%s\t%d\n", cell(v.GetUser()), cell(v.GetCamera()), v.GetCount())
 		}
 		tw.Flush()
 	}
 	fmt.Fprintf(out, "\nRefused attempts: %d\n", len(resp.GetDenied()))
 	for _, r := range resp.GetDenied() {
-		fmt.Fprintf(out, "  %s  %s (%s)  %s %s  %s\n", r.GetTime().AsTime().Local().Format(time.DateTime), r.GetActor(), r.GetRole(),
-			r.GetAction(), targetText(r), oneLineText(r.GetDetail()))
+		fmt.Fprintf(out, "  %s  %s (%s)  %s %s  %s\n", r.GetTime().AsTime().Local().Format(time.DateTime), cell(r.GetActor()), cell(r.GetRole()),
+			cell(r.GetAction()), cell(targetText(r)), oneLineText(r.GetDetail()))
 	}
 	fmt.Fprintf(out, "\nHolds placed and released: %d\n", len(resp.GetHolds()))
 	for _, r := range resp.GetHolds() {
-		fmt.Fprintf(out, "  %s  %s  %s %s  %s\n", r.GetTime().AsTime().Local().Format(time.DateTime), r.GetActor(), r.GetAction(), targetText(r), oneLineText(r.GetReason()))
+		fmt.Fprintf(out, "  %s  %s  %s %s  %s\n", r.GetTime().AsTime().Local().Format(time.DateTime), cell(r.GetActor()), cell(r.GetAction()), cell(targetText(r)), oneLineText(r.GetReason()))
 	}
 	fmt.Fprintln(out, "\nDeletions per day:")
 	days := resp.GetDeletions()

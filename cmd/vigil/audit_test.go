@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
 
 	centralconfig "github.com/vigil-cctv/vigil/central/config"
 )
@@ -97,6 +98,19 @@ func TestAuditorCLI(t *testing.T) {
 	if out, err := run("", "audit", "verify", "--data", cp, "--against", keptFile); err != nil {
 		t.Fatalf("verify of an untouched copy: %v\n%s", err, out)
 	}
+	// A key beside the data is not trusted over the pinned one: whoever
+	// replaced the log could replace the key too.
+	_, otherKey, err := note.GenerateKey(nil, "vigil-central/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(cp, "pki", "vigil-central.pub")
+	orig, _ := os.ReadFile(pub)
+	os.WriteFile(pub, []byte(otherKey+"\n"), 0o600)
+	if _, err := run("", "audit", "verify", "--data", cp); err == nil || !strings.Contains(err.Error(), "not the pinned one") {
+		t.Fatalf("replaced key beside the data: %v", err)
+	}
+	os.WriteFile(pub, orig, 0o600)
 	db, err := bolt.Open(filepath.Join(cp, "audit.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -115,5 +129,25 @@ func TestAuditorCLI(t *testing.T) {
 	_, err = run("", "audit", "verify", "--data", cp)
 	if err == nil || !strings.Contains(err.Error(), "first bad record is #2") {
 		t.Fatalf("tampered copy: %v", err)
+	}
+}
+
+// Text from outside (a user name typed at a login) cannot forge table lines,
+// drive the terminal, or run as a spreadsheet formula.
+func TestAuditCellsAreInert(t *testing.T) {
+	for in, want := range map[string]string{
+		"olga":                   "olga",
+		"x\n42 fake line":        `x\n42 fake line`,
+		"\x1b[31mred":            `\x1b[31mred`,
+		"caf\u00e9 \u65e5\u672c": "caf\u00e9 \u65e5\u672c",
+	} {
+		if got := cell(in); got != want {
+			t.Errorf("cell(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"=HYPERLINK(1)": "'=HYPERLINK(1)", "+1": "'+1", "-2": "'-2", "@x": "'@x", "north": "north", "": ""} {
+		if got := csvCell(in); got != want {
+			t.Errorf("csvCell(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

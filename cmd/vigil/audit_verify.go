@@ -42,19 +42,35 @@ instead of asking central: for offline checks with central stopped.`,
 				src audit.Source
 				key string
 			)
+			sess, _ := loadSession()
+			if sess != nil && sess.AuditCheckpoint != "" {
+				// The log must still extend what this machine saw last.
+				kept = append(kept, []byte(sess.AuditCheckpoint))
+			}
 			if dataDir != "" {
 				log, err := audit.Open(filepath.Join(dataDir, "audit.db"), audit.Options{ReadOnly: true})
 				if err != nil {
-					return err
+					return fmt.Errorf("%w (is central running on this directory? verify a copy, or stop it)", err)
 				}
 				defer log.Close()
 				src = log
-				if key = keyText; key == "" {
-					pub, err := os.ReadFile(filepath.Join(dataDir, "pki", "vigil-central.pub"))
-					if err != nil {
-						return fmt.Errorf("audit key: %w (or pass --key)", err)
-					}
-					key = strings.TrimSpace(string(pub))
+				// The key beside the data proves nothing: whoever rewrote
+				// the log could rewrite it too. Use the pinned or given one.
+				pub, _ := os.ReadFile(filepath.Join(dataDir, "pki", "vigil-central.pub"))
+				onDisk := strings.TrimSpace(string(pub))
+				switch {
+				case keyText != "":
+					key = keyText
+				case sess != nil && sess.AuditKey != "":
+					key = sess.AuditKey
+				case onDisk != "":
+					key = onDisk
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning: no pinned audit key: trusting the key found in the data directory; pass --key to verify against a key you hold")
+				default:
+					return errors.New("no audit key: pass --key")
+				}
+				if onDisk != "" && onDisk != key {
+					return fmt.Errorf("the data directory's audit key %s is not the pinned one %s: the log may have been replaced", onDisk, key)
 				}
 			} else {
 				bundle, vkey, err := fetchAuditLog(cmd)
@@ -78,11 +94,20 @@ instead of asking central: for offline checks with central stopped.`,
 			if err != nil {
 				return fmt.Errorf("audit log NOT verified: %w", err)
 			}
+			if dataDir == "" {
+				if b, ok := src.(*audit.Bundle); ok && len(b.CheckpointNotes) > 0 {
+					if err := rememberAuditCheckpoint(b.CheckpointNotes[len(b.CheckpointNotes)-1]); err != nil {
+						return err
+					}
+				}
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "audit log intact: %d records, %d signed checkpoints verified (latest at %d), root %s, in %s\n",
 				rep.Records, rep.Checkpoints, rep.Latest, rep.Root, rep.Duration.Round(1e6))
-			if rep.Kept > 0 {
+			if against != "" {
 				fmt.Fprintf(out, "it extends the kept checkpoint %s\n", against)
+			} else if rep.Kept > 0 {
+				fmt.Fprintln(out, "it extends the checkpoint this machine verified last")
 			}
 			if rep.Unanchored > 0 {
 				fmt.Fprintf(out, "note: the last %d records are not yet under a signed checkpoint\n", rep.Unanchored)

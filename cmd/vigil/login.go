@@ -47,11 +47,12 @@ func runLogin(cmd *cobra.Command, o loginOptions) error {
 		return errors.New("--central ADDR and --user NAME are required")
 	}
 	fp := strings.ToLower(strings.ReplaceAll(o.caFingerprint, ":", ""))
-	if fp == "" {
-		// The same central as before keeps its pin.
-		if prev, err := loadSession(); err == nil && prev.Central == o.central {
-			fp = prev.CAFingerprint
-		}
+	prev, _ := loadSession()
+	if prev != nil && prev.Central != o.central {
+		prev = nil
+	}
+	if fp == "" && prev != nil {
+		fp = prev.CAFingerprint // the same central as before keeps its pin
 	}
 	if fp == "" {
 		seen, err := fetchCAFingerprint(o.central)
@@ -87,6 +88,11 @@ func runLogin(cmd *cobra.Command, o loginOptions) error {
 	}
 	s := &session{Central: o.central, CAFingerprint: fp, Token: resp.GetToken(), Expires: resp.GetExpires().AsTime(),
 		User: resp.GetUser().GetName(), Role: resp.GetUser().GetRole()}
+	if prev != nil && prev.CAFingerprint == fp {
+		// Pins of the audit log survive logins: trusting a new key or a
+		// shorter log at every login would defeat them.
+		s.AuditKey, s.AuditCheckpoint = prev.AuditKey, prev.AuditCheckpoint
+	}
 	if err := s.save(); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}

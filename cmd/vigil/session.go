@@ -36,6 +36,9 @@ type session struct {
 	// AuditKey is central's audit-log verifier key, trusted when first seen
 	// and required to stay the same.
 	AuditKey string `json:"audit_key,omitempty"`
+	// AuditCheckpoint is the last checkpoint this machine verified: every
+	// later verification must show the log still extends it.
+	AuditCheckpoint string `json:"audit_checkpoint,omitempty"`
 }
 
 // pinAuditKey remembers central's audit key the first time and refuses a
@@ -53,6 +56,19 @@ func pinAuditKey(key string) error {
 		return s.save()
 	}
 	return fmt.Errorf("central's audit key changed (was %s, now %s): the log may have been replaced; if the key was rotated on purpose, remove audit_key from the session file", s.AuditKey, key)
+}
+
+// rememberAuditCheckpoint keeps the newest verified checkpoint.
+func rememberAuditCheckpoint(cp []byte) error {
+	if len(cp) == 0 {
+		return nil
+	}
+	s, err := loadSession()
+	if err != nil {
+		return err
+	}
+	s.AuditCheckpoint = string(cp)
+	return s.save()
 }
 
 // vigilHome is $VIGIL_HOME, default ~/.config/vigil.
@@ -138,6 +154,8 @@ func dialCentral(addr, fingerprint, token string) (opsv1.OpsClient, func(), erro
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token}))
 	}
+	// Audit pages and long listings exceed gRPC's default 4 MB.
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("central %s: %w", addr, err)
