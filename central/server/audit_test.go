@@ -176,3 +176,18 @@ func TestAnonymousFloodIsSummarised(t *testing.T) {
 		t.Fatalf("summary record: %+v", recs)
 	}
 }
+
+func TestRefusalSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7:5555":             "192.0.2.7",
+		"[2001:db8:1:2:aaaa::1]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:bbbb::9]:443": "2001:db8:1:2::/64",
+		"[::ffff:192.0.2.7]:1":       "::ffff:192.0.2.7",
+		"not an address":             "not an address",
+		"":                           "",
+	} {
+		if got := refusalSource(in); got != want {
+			t.Errorf("refusalSource(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

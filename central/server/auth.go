@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -93,13 +94,25 @@ func authorizeRequest(u users.User, method string, req any) error {
 // never pruned, so a flood of anonymous requests must not become a flood of
 // records. How many were left out is said in the next record.
 func (s *Server) recordAnonymousRefusal(ctx context.Context, rec audit.Record) {
-	host := hostOnly(clientAddr(ctx))
+	source := refusalSource(clientAddr(ctx))
 	now := s.opts.Now()
 	s.quietMu.Lock()
-	if s.quiet == nil || len(s.quiet) > 10000 {
+	if s.quiet == nil {
 		s.quiet = map[string]*quietEntry{}
 	}
-	q := s.quiet[host]
+	if _, known := s.quiet[source]; !known && len(s.quiet) >= maxQuietSources {
+		for k, q := range s.quiet {
+			if now.Sub(q.last) >= time.Minute {
+				delete(s.quiet, k)
+			}
+		}
+		if len(s.quiet) >= maxQuietSources {
+			// Refusals from this many places at once: one shared line a
+			// minute for every address not tracked.
+			source = manySources
+		}
+	}
+	q := s.quiet[source]
 	if q != nil && now.Sub(q.last) < time.Minute {
 		q.skipped++
 		s.quietMu.Unlock()
@@ -109,12 +122,41 @@ func (s *Server) recordAnonymousRefusal(ctx context.Context, rec audit.Record) {
 	if q != nil {
 		skipped = q.skipped
 	}
-	s.quiet[host] = &quietEntry{last: now}
+	s.quiet[source] = &quietEntry{last: now}
 	s.quietMu.Unlock()
 	if skipped > 0 {
-		rec.Detail = audit.Clip(fmt.Sprintf("%s (and %d more refusals from this address in the minute before, not recorded one by one)", rec.Detail, skipped), audit.MaxDetail)
+		from := "this address"
+		switch {
+		case source == manySources:
+			from = "other addresses"
+		case strings.Contains(source, "/"):
+			from = "this network (" + source + ")"
+		}
+		rec.Detail = audit.Clip(fmt.Sprintf("%s (and %d more refusals from %s in the minute before, not recorded one by one)", rec.Detail, skipped, from), audit.MaxDetail)
 	}
 	s.recordRefusal(ctx, rec)
+}
+
+// maxQuietSources bounds the sources whose refusals are summarised one by
+// one; manySources stands for all the others.
+const (
+	maxQuietSources = 10000
+	manySources     = "*"
+)
+
+// refusalSource is what refusals are summarised by: the IPv4 address, or
+// the /64 of an IPv6 address (one client easily holds a whole /64).
+func refusalSource(addr string) string {
+	host := hostOnly(addr)
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Is4() || ip.Is4In6() {
+		return host
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return host
+	}
+	return p.String()
 }
 
 type quietEntry struct {
