@@ -287,7 +287,7 @@ func (ix *Index) checkSchema() error {
 		return nil
 	}
 	if !fresh {
-		return nil
+		return ix.initUsage()
 	}
 	return ix.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketSegments, bucketCamera, bucketExpiry, bucketSpans} {

@@ -89,43 +89,51 @@ func (ix *Index) List(district, camera string, from, to time.Time) ([]storage.Se
 	if !from.Before(to) || !to.After(minTime) {
 		return nil, nil
 	}
-	prefix := cameraPrefix(district, camera)
 	var out []storage.Segment
 	err := ix.view(func(tx *bolt.Tx) error {
-		var span time.Duration
-		if v := tx.Bucket(bucketSpans).Get([]byte(name)); len(v) == 8 {
-			span = time.Duration(binary.BigEndian.Uint64(v))
-		}
-		// Keys hold the start truncated to the millisecond: step one more
-		// millisecond back so that truncation cannot skip a candidate.
-		seek := append(bytes.Clone(prefix), msKey(from.Add(-span).UnixMilli()-1)...)
-		segs := tx.Bucket(bucketSegments)
-		c := tx.Bucket(bucketCamera).Cursor()
-		for k, _ := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			ix.visited.Add(1)
-			rest := k[len(prefix):]
-			if len(rest) < 8 {
-				return fmt.Errorf("%w: camera key %q", ErrCorrupt, k)
-			}
-			if !time.UnixMilli(int64(binary.BigEndian.Uint64(rest))).Before(to) {
-				break
-			}
-			v := segs.Get(rest[8:])
-			if v == nil {
-				return fmt.Errorf("%w: camera key for missing segment %q", ErrCorrupt, rest[8:])
-			}
-			s, err := decodeSegment(v)
-			if err != nil {
-				return fmt.Errorf("segment %s: %w", rest[8:], err)
-			}
-			if s.Overlaps(from, to) {
-				out = append(out, s)
-			}
-		}
-		return nil
+		var err error
+		out, err = ix.listTx(tx, district, camera, from, to)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("index: list %s: %w", name, wrapCorrupt(err))
+	}
+	return out, nil
+}
+
+// listTx is List inside a transaction.
+func (ix *Index) listTx(tx *bolt.Tx, district, camera string, from, to time.Time) ([]storage.Segment, error) {
+	var out []storage.Segment
+	prefix := cameraPrefix(district, camera)
+	var span time.Duration
+	if v := tx.Bucket(bucketSpans).Get([]byte(cameraName(district, camera))); len(v) == 8 {
+		span = time.Duration(binary.BigEndian.Uint64(v))
+	}
+	// Keys hold the start truncated to the millisecond: step one more
+	// millisecond back so that truncation cannot skip a candidate.
+	seek := append(bytes.Clone(prefix), msKey(from.Add(-span).UnixMilli()-1)...)
+	segs := tx.Bucket(bucketSegments)
+	c := tx.Bucket(bucketCamera).Cursor()
+	for k, _ := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ix.visited.Add(1)
+		rest := k[len(prefix):]
+		if len(rest) < 8 {
+			return nil, fmt.Errorf("%w: camera key %q", ErrCorrupt, k)
+		}
+		if !time.UnixMilli(int64(binary.BigEndian.Uint64(rest))).Before(to) {
+			break
+		}
+		v := segs.Get(rest[8:])
+		if v == nil {
+			return nil, fmt.Errorf("%w: camera key for missing segment %q", ErrCorrupt, rest[8:])
+		}
+		s, err := decodeSegment(v)
+		if err != nil {
+			return nil, fmt.Errorf("segment %s: %w", rest[8:], err)
+		}
+		if s.Overlaps(from, to) {
+			out = append(out, s)
+		}
 	}
 	return out, nil
 }

@@ -232,6 +232,7 @@ func (ix *Index) Put(ctx context.Context, seg *storage.Segment) error {
 // again after a rollback.
 func putTx(tx *bolt.Tx, s *storage.Segment, val []byte, mergeHolds bool) error {
 	segs := tx.Bucket(bucketSegments)
+	var oldBytes int64
 	if old := segs.Get([]byte(s.ID)); old != nil {
 		o, err := decodeSegment(old)
 		if err != nil {
@@ -247,6 +248,23 @@ func putTx(tx *bolt.Tx, s *storage.Segment, val []byte, mergeHolds bool) error {
 		if err := deleteSecondary(tx, &o); err != nil {
 			return err
 		}
+		oldBytes = o.Bytes
+	}
+	// A hold covers what is recorded within its span after it was placed
+	// too: a segment indexed later joins every hold in force over it.
+	// A segment the sweeper claimed is past saving (expire.go).
+	isClaimed := claimed(tx, s.ID)
+	var covering []string
+	if !isClaimed {
+		var err error
+		if covering, err = coveringHolds(tx, s); err != nil {
+			return err
+		}
+	}
+	if merged := unionHolds(covering, s.HeldBy); len(merged) != len(s.HeldBy) {
+		m := *s
+		m.HeldBy = merged
+		s, val = &m, encodeSegment(&m)
 	}
 	if err := segs.Put([]byte(s.ID), val); err != nil {
 		return err
@@ -256,12 +274,33 @@ func putTx(tx *bolt.Tx, s *storage.Segment, val []byte, mergeHolds bool) error {
 	}
 	// A held segment has no expiry entry, so the sweeper never sees it and
 	// Expiring's cost stays proportional to what may actually be deleted.
-	if !s.Held() {
+	// Nor has one the sweeper has claimed: it is being destroyed.
+	if !s.Held() && !isClaimed {
 		if err := tx.Bucket(bucketExpiry).Put(expiryKey(s), nil); err != nil {
 			return err
 		}
 	}
+	if err := addUsage(tx, s.Bytes-oldBytes); err != nil {
+		return err
+	}
 	return growSpan(tx, s)
+}
+
+// removeTx removes the segment's record, its secondary keys and any claim
+// on it, and takes its bytes off the usage count.
+func removeTx(tx *bolt.Tx, s *storage.Segment) error {
+	if err := deleteSecondary(tx, s); err != nil {
+		return err
+	}
+	if b := tx.Bucket(bucketClaims); b != nil {
+		if err := b.Delete([]byte(s.ID)); err != nil {
+			return err
+		}
+	}
+	if err := addUsage(tx, -s.Bytes); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSegments).Delete([]byte(s.ID))
 }
 
 func deleteSecondary(tx *bolt.Tx, s *storage.Segment) error {
@@ -311,10 +350,7 @@ func (ix *Index) Delete(id string) error {
 		if err != nil {
 			return fmt.Errorf("%w: stored record: %w", ErrCorrupt, err)
 		}
-		if err := deleteSecondary(tx, &o); err != nil {
-			return err
-		}
-		return segs.Delete([]byte(id))
+		return removeTx(tx, &o)
 	})
 	if err != nil {
 		return fmt.Errorf("index: delete %s: %w", id, err)

@@ -1,0 +1,282 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-cctv/vigil/storage"
+)
+
+// Destroying a segment takes two steps the store and the index cannot share
+// a transaction for: the object is deleted, then the record. A hold placed
+// in between would cover a segment whose object is already gone. So the
+// sweeper first claims what it will delete, in one transaction that checks
+// no hold covers it: the claim takes the segment out of the expiry index
+// and into the claims bucket, and ApplyHold passes over claimed segments.
+// Either the hold commits first (the segment is held and never claimed) or
+// the claim does (the segment is destroyed and the hold does not count
+// it); there is no third order. Claims survive a crash and are finished at
+// the next sweep.
+var (
+	bucketClaims = []byte("claims") // id → reason
+	keyUsage     = []byte("usage_bytes")
+	keyRetention = []byte("retention/") // + "<district>/<camera>" → ns applied
+)
+
+// ErrNotClaimed means DeleteClaimed was given a segment that the sweeper
+// has not claimed (or that a hold covers).
+var ErrNotClaimed = errors.New("segment not claimed for deletion")
+
+// Claim is a segment the sweeper has committed to destroy, and why.
+type Claim struct {
+	Segment storage.Segment
+	Reason  string
+}
+
+func claimed(tx *bolt.Tx, id string) bool {
+	b := tx.Bucket(bucketClaims)
+	return b != nil && b.Get([]byte(id)) != nil
+}
+
+// ClaimExpiring claims up to limit unheld segments whose Expires is before
+// the given time, earliest expiry first, for deletion with the reason
+// ("retention", or "pressure" with before far in the future for the
+// oldest). The cost follows the segments claimed, not the index size.
+func (ix *Index) ClaimExpiring(ctx context.Context, before time.Time, limit int, reason string) ([]storage.Segment, error) {
+	if reason == "" {
+		return nil, fmt.Errorf("index: claim: no reason")
+	}
+	var out []storage.Segment
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		claims, err := tx.CreateBucketIfNotExists(bucketClaims)
+		if err != nil {
+			return err
+		}
+		segs := tx.Bucket(bucketSegments)
+		exp := tx.Bucket(bucketExpiry)
+		c := exp.Cursor()
+		var done [][]byte
+		for k, _ := c.First(); k != nil && (limit <= 0 || len(out) < limit); k, _ = c.Next() {
+			ix.visited.Add(1)
+			if len(k) < 8 {
+				return fmt.Errorf("%w: expiry key %q", ErrCorrupt, k)
+			}
+			if !time.UnixMilli(int64(binary.BigEndian.Uint64(k))).Before(before) {
+				break
+			}
+			v := segs.Get(k[8:])
+			if v == nil {
+				return fmt.Errorf("%w: expiry key for missing segment %q", ErrCorrupt, k[8:])
+			}
+			s, err := decodeSegment(v)
+			if err != nil {
+				return fmt.Errorf("segment %s: %w", k[8:], err)
+			}
+			if !s.Expires.Before(before) || s.Held() {
+				continue
+			}
+			if err := claims.Put([]byte(s.ID), []byte(reason)); err != nil {
+				return err
+			}
+			done = append(done, bytes.Clone(k))
+			out = append(out, s)
+		}
+		// Not while the cursor walks the bucket.
+		for _, k := range done {
+			if err := exp.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: claim: %w", wrapCorrupt(err))
+	}
+	return out, nil
+}
+
+// Claims returns every segment claimed and not yet deleted: after a crash,
+// or after a deletion the store refused.
+func (ix *Index) Claims() ([]Claim, error) {
+	var out []Claim
+	err := ix.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketClaims)
+		if b == nil {
+			return nil
+		}
+		segs := tx.Bucket(bucketSegments)
+		return b.ForEach(func(k, v []byte) error {
+			raw := segs.Get(k)
+			if raw == nil {
+				return fmt.Errorf("%w: claim for missing segment %q", ErrCorrupt, k)
+			}
+			s, err := decodeSegment(raw)
+			if err != nil {
+				return fmt.Errorf("segment %s: %w", k, err)
+			}
+			out = append(out, Claim{Segment: s, Reason: string(v)})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: claims: %w", wrapCorrupt(err))
+	}
+	return out, nil
+}
+
+// DeleteClaimed forgets a claimed segment whose object the store has
+// destroyed, writing in the same transaction the district log entry and
+// the outbox report of the deletion (report nil: not reported). A segment
+// not claimed fails with ErrNotClaimed and nothing changes.
+func (ix *Index) DeleteClaimed(ctx context.Context, id string, logged *Logged, report []byte) error {
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		if !claimed(tx, id) {
+			return ErrNotClaimed
+		}
+		raw := tx.Bucket(bucketSegments).Get([]byte(id))
+		if raw == nil {
+			return fmt.Errorf("%w: claim for missing segment %q", ErrCorrupt, id)
+		}
+		s, err := decodeSegment(raw)
+		if err != nil {
+			return err
+		}
+		if s.Held() {
+			return ErrNotClaimed
+		}
+		if err := removeTx(tx, &s); err != nil {
+			return err
+		}
+		if err := logged.writeTx(tx); err != nil {
+			return err
+		}
+		if report != nil {
+			_, err = appendTx(tx, report)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("index: delete %s: %w", id, wrapCorrupt(err))
+	}
+	if logged.reported() || report != nil {
+		ix.notifyReports()
+	}
+	return nil
+}
+
+// addUsage moves the total of indexed bytes by delta.
+func addUsage(tx *bolt.Tx, delta int64) error {
+	if delta == 0 {
+		return nil
+	}
+	meta := tx.Bucket(bucketMeta)
+	var total int64
+	if v := meta.Get(keyUsage); len(v) == 8 {
+		total = int64(binary.BigEndian.Uint64(v))
+	}
+	return meta.Put(keyUsage, binary.BigEndian.AppendUint64(nil, uint64(max(total+delta, 0))))
+}
+
+// Usage is the total size of the indexed segments, in bytes: what the
+// store holds for the district, as far as the index knows.
+func (ix *Index) Usage() (int64, error) {
+	var total int64
+	err := ix.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyUsage); len(v) == 8 {
+			total = int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return total, err
+}
+
+// ApplyRetention makes the camera's segments expire at the latest at
+// start + retention: a retention shortened in the configuration applies to
+// the footage already recorded. It is cheap when the retention has not
+// changed since the last call (a stored marker), and otherwise visits the
+// camera's segments once. It returns how many segments now expire sooner.
+func (ix *Index) ApplyRetention(ctx context.Context, district, camera string, retention time.Duration) (int, error) {
+	if retention <= 0 {
+		return 0, fmt.Errorf("index: retention of %s/%s: %v is not positive", district, camera, retention)
+	}
+	marker := append(bytes.Clone(keyRetention), cameraName(district, camera)...)
+	var n int
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		meta := tx.Bucket(bucketMeta)
+		newMarker := binary.BigEndian.AppendUint64(nil, uint64(retention))
+		if v := meta.Get(marker); len(v) == 8 {
+			switch was := time.Duration(binary.BigEndian.Uint64(v)); {
+			case was == retention:
+				return nil
+			case was < retention:
+				// Longer now: what is indexed expires sooner already.
+				return meta.Put(marker, newMarker)
+			}
+		}
+		prefix := cameraPrefix(district, camera)
+		segs := tx.Bucket(bucketSegments)
+		var changed []storage.Segment
+		c := tx.Bucket(bucketCamera).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) < 8 {
+				return fmt.Errorf("%w: camera key %q", ErrCorrupt, k)
+			}
+			raw := segs.Get(rest[8:])
+			if raw == nil {
+				return fmt.Errorf("%w: camera key for missing segment %q", ErrCorrupt, rest[8:])
+			}
+			s, err := decodeSegment(raw)
+			if err != nil {
+				return err
+			}
+			if limit := s.Start.Add(retention); s.Expires.After(limit) {
+				s.Expires = limit
+				changed = append(changed, s)
+			}
+		}
+		for i := range changed {
+			if err := putTx(tx, &changed[i], encodeSegment(&changed[i]), false); err != nil {
+				return err
+			}
+		}
+		n = len(changed)
+		return meta.Put(marker, newMarker)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: retention of %s/%s: %w", district, camera, wrapCorrupt(err))
+	}
+	return n, nil
+}
+
+// initUsage computes the usage count of an index written before it was
+// kept.
+func (ix *Index) initUsage() error {
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyUsage) != nil {
+			return nil
+		}
+		var total int64
+		err := tx.Bucket(bucketSegments).ForEach(func(k, v []byte) error {
+			s, err := decodeSegment(v)
+			if err != nil {
+				return fmt.Errorf("segment %s: %w", k, err)
+			}
+			total += s.Bytes
+			return nil
+		})
+		if err != nil {
+			return wrapCorrupt(err)
+		}
+		return meta.Put(keyUsage, binary.BigEndian.AppendUint64(nil, uint64(total)))
+	})
+}

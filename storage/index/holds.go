@@ -1,0 +1,394 @@
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-cctv/vigil/storage"
+)
+
+// Judicial holds as the district keeps them. A hold in force is stored here
+// and every segment it covers lists its id in HeldBy, which takes the
+// segment out of the expiry index: the sweeper never sees it. Both happen in
+// one transaction, and a segment indexed later joins every hold in force
+// over it (putTx), so "held" is decided in one place, under bbolt's single
+// writer, and no hold can race a deletion (see ClaimExpired).
+var (
+	bucketHolds = []byte("holds") // hold id → JSON Hold
+)
+
+// Hold states at the district.
+const (
+	// HoldApplying: the hold is in force in the index; the store's own
+	// legal holds are still being set on the objects it covers.
+	HoldApplying = "applying"
+	// HoldApplied: every covered object carries the store's legal hold.
+	HoldApplied = "applied"
+	// HoldReleasing: release has begun; the store's legal holds are being
+	// lifted. The hold still covers its segments in the index until
+	// FinishRelease.
+	HoldReleasing = "releasing"
+)
+
+// ErrHoldNotFound means the district has no hold with the id.
+var ErrHoldNotFound = errors.New("hold not found")
+
+// ErrInvalidHold means a hold cannot be applied as given (no id, no
+// cameras, an empty span). Nothing was changed.
+var ErrInvalidHold = errors.New("invalid hold")
+
+// Hold is a judicial hold at the district: every segment of Cameras that
+// overlaps [From, To) is kept until the hold is released.
+type Hold struct {
+	ID        string    `json:"id"`
+	District  string    `json:"district"`
+	Cameras   []string  `json:"cameras"`
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	Authority string    `json:"authority,omitempty"`
+	Case      string    `json:"case,omitempty"`
+	State     string    `json:"state"`
+	// Applied is when the hold first took effect at the district.
+	Applied time.Time `json:"applied"`
+}
+
+// Covers reports whether the hold keeps the segment.
+func (h *Hold) Covers(s *storage.Segment) bool {
+	return s.District == h.District && slices.Contains(h.Cameras, s.Camera) && s.Overlaps(h.From, h.To)
+}
+
+// inForce reports whether the hold still claims new segments.
+func (h *Hold) inForce() bool { return h.State != HoldReleasing }
+
+func (h *Hold) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidHold, fmt.Sprintf(format, args...))
+	}
+	if h.ID == "" || len(h.ID) > maxIDLen {
+		return bad("id %q", h.ID)
+	}
+	if err := storage.ValidateName("district", h.District); err != nil {
+		return bad("%v", err)
+	}
+	if len(h.Cameras) == 0 {
+		return bad("no cameras")
+	}
+	for _, c := range h.Cameras {
+		if err := storage.ValidateName("camera", c); err != nil {
+			return bad("%v", err)
+		}
+	}
+	if !h.From.Before(h.To) {
+		return bad("empty span %s to %s", h.From.Format(time.RFC3339), h.To.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func getHold(tx *bolt.Tx, id string) (*Hold, error) {
+	b := tx.Bucket(bucketHolds)
+	if b == nil {
+		return nil, nil
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	var h Hold
+	if err := json.Unmarshal(v, &h); err != nil {
+		return nil, fmt.Errorf("%w: hold %s: %w", ErrCorrupt, id, err)
+	}
+	return &h, nil
+}
+
+func putHold(tx *bolt.Tx, h *Hold) error {
+	b, err := tx.CreateBucketIfNotExists(bucketHolds)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(h.ID), v)
+}
+
+func forEachHold(tx *bolt.Tx, fn func(*Hold) error) error {
+	b := tx.Bucket(bucketHolds)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var h Hold
+		if err := json.Unmarshal(v, &h); err != nil {
+			return fmt.Errorf("%w: hold %s: %w", ErrCorrupt, k, err)
+		}
+		return fn(&h)
+	})
+}
+
+// coveringHolds returns the ids of the holds in force over s.
+func coveringHolds(tx *bolt.Tx, s *storage.Segment) ([]string, error) {
+	var ids []string
+	err := forEachHold(tx, func(h *Hold) error {
+		if h.inForce() && h.Covers(s) {
+			ids = append(ids, h.ID)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// Logged is a district log entry written in the same transaction as the
+// index change it records, and the outbox report made of it (Report nil:
+// not reported, the agent is not enrolled).
+type Logged struct {
+	Entry  JournalEntry
+	Report func(JournalEntry) ([]byte, error)
+}
+
+func (l *Logged) writeTx(tx *bolt.Tx) error {
+	if l == nil {
+		return nil
+	}
+	e := l.Entry
+	if err := journalTx(tx, &e); err != nil {
+		return err
+	}
+	if l.Report == nil {
+		return nil
+	}
+	p, err := l.Report(e)
+	if err != nil {
+		return err
+	}
+	_, err = appendTx(tx, p)
+	return err
+}
+
+func (l *Logged) reported() bool { return l != nil && l.Report != nil }
+
+// ApplyHold puts the hold in force, in one transaction: it is stored, every
+// segment it covers is marked held (and leaves the expiry index), and the
+// district log entry that log makes of the covered segments is written.
+// Segments the sweeper has already claimed are past saving and are not
+// covered. Applying a hold again (central resends until it hears back)
+// covers what was recorded since and sets the state back to HoldApplying,
+// so that the caller makes sure of the store's legal holds again.
+//
+// It returns every segment the hold covers; the caller sets the store's
+// legal hold on each and then calls SetHoldState(HoldApplied).
+func (ix *Index) ApplyHold(ctx context.Context, h Hold, log func(covered []storage.Segment) *Logged) ([]storage.Segment, error) {
+	if err := h.validate(); err != nil {
+		return nil, fmt.Errorf("index: apply hold: %w", err)
+	}
+	h.Cameras = slices.Clone(h.Cameras)
+	var covered []storage.Segment
+	var logged *Logged
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		covered = covered[:0]
+		stored := h
+		if old, err := getHold(tx, h.ID); err != nil {
+			return err
+		} else if old != nil {
+			stored.Applied = old.Applied
+		}
+		if stored.Applied.IsZero() {
+			stored.Applied = time.Now().UTC()
+		}
+		stored.State = HoldApplying
+		if err := putHold(tx, &stored); err != nil {
+			return err
+		}
+		for _, cam := range h.Cameras {
+			segs, err := ix.listTx(tx, h.District, cam, h.From, h.To)
+			if err != nil {
+				return err
+			}
+			for i := range segs {
+				s := &segs[i]
+				if claimed(tx, s.ID) {
+					continue
+				}
+				if !slices.Contains(s.HeldBy, h.ID) {
+					// putTx adds every hold in force over s, this one
+					// included.
+					if err := putTx(tx, s, encodeSegment(s), true); err != nil {
+						return err
+					}
+					s.HeldBy = append(s.HeldBy, h.ID)
+				}
+				covered = append(covered, *s)
+			}
+		}
+		logged = log(covered)
+		return logged.writeTx(tx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: apply hold %s: %w", h.ID, wrapCorrupt(err))
+	}
+	if logged.reported() {
+		ix.notifyReports()
+	}
+	return covered, nil
+}
+
+// SetHoldState records the hold's progress (HoldApplied once the store's
+// legal holds are set).
+func (ix *Index) SetHoldState(ctx context.Context, id, state string) error {
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		h, err := getHold(tx, id)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			return ErrHoldNotFound
+		}
+		h.State = state
+		return putHold(tx, h)
+	})
+	if err != nil {
+		return fmt.Errorf("index: hold %s: %w", id, err)
+	}
+	return nil
+}
+
+// Holds returns the holds the district keeps, in id order.
+func (ix *Index) Holds() ([]Hold, error) {
+	var out []Hold
+	err := ix.view(func(tx *bolt.Tx) error {
+		return forEachHold(tx, func(h *Hold) error { out = append(out, *h); return nil })
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: holds: %w", err)
+	}
+	return out, nil
+}
+
+// Hold returns the district's hold with the id, or ErrHoldNotFound.
+func (ix *Index) Hold(id string) (Hold, error) {
+	var out *Hold
+	err := ix.view(func(tx *bolt.Tx) error {
+		var err error
+		out, err = getHold(tx, id)
+		return err
+	})
+	if err == nil && out == nil {
+		err = ErrHoldNotFound
+	}
+	if err != nil {
+		return Hold{}, fmt.Errorf("index: hold %s: %w", id, err)
+	}
+	return *out, nil
+}
+
+// BeginRelease marks the hold HoldReleasing (new segments no longer join
+// it) and returns the segments it alone keeps: those whose store legal
+// hold the caller lifts before FinishRelease. Until FinishRelease the
+// segments stay held in the index, so a crash in between leaves them kept,
+// never unprotected. An unknown id fails with ErrHoldNotFound.
+func (ix *Index) BeginRelease(ctx context.Context, id string) ([]storage.Segment, error) {
+	var only []storage.Segment
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		only = only[:0]
+		h, err := getHold(tx, id)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			return ErrHoldNotFound
+		}
+		h.State = HoldReleasing
+		if err := putHold(tx, h); err != nil {
+			return err
+		}
+		segs, err := ix.heldBy(tx, h)
+		if err != nil {
+			return err
+		}
+		for _, s := range segs {
+			others, err := coveringHolds(tx, &s)
+			if err != nil {
+				return err
+			}
+			if len(others) == 0 && len(s.HeldBy) == 1 {
+				only = append(only, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: release hold %s: %w", id, wrapCorrupt(err))
+	}
+	return only, nil
+}
+
+// FinishRelease ends the hold: it is forgotten, its id leaves the segments
+// it covered, those no other hold keeps go back to the expiry index (the
+// next sweep deletes those already past expiry), and the log entry log
+// makes of the count released is written, all in one transaction. It
+// returns how many segments the hold covered. An unknown id fails with
+// ErrHoldNotFound.
+func (ix *Index) FinishRelease(ctx context.Context, id string, log func(released int) *Logged) (int, error) {
+	var n int
+	var logged *Logged
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		h, err := getHold(tx, id)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			return ErrHoldNotFound
+		}
+		segs, err := ix.heldBy(tx, h)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketHolds).Delete([]byte(id)); err != nil {
+			return err
+		}
+		for i := range segs {
+			s := &segs[i]
+			s.HeldBy = slices.DeleteFunc(slices.Clone(s.HeldBy), func(x string) bool { return x == id })
+			if len(s.HeldBy) == 0 {
+				s.HeldBy = nil
+			}
+			if err := putTx(tx, s, encodeSegment(s), false); err != nil {
+				return err
+			}
+			n++
+		}
+		logged = log(n)
+		return logged.writeTx(tx)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: release hold %s: %w", id, wrapCorrupt(err))
+	}
+	if logged.reported() {
+		ix.notifyReports()
+	}
+	return n, nil
+}
+
+// heldBy returns the segments in the hold's span that list it in HeldBy.
+func (ix *Index) heldBy(tx *bolt.Tx, h *Hold) ([]storage.Segment, error) {
+	var out []storage.Segment
+	for _, cam := range h.Cameras {
+		segs, err := ix.listTx(tx, h.District, cam, h.From, h.To)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range segs {
+			if slices.Contains(s.HeldBy, h.ID) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
