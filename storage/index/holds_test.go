@@ -12,7 +12,7 @@ import (
 )
 
 func noLog([]storage.Segment) *Logged { return nil }
-func noReleaseLog(int) *Logged       { return nil }
+func noReleaseLog(int) *Logged        { return nil }
 
 // A hold covers what is indexed in its span, what is indexed later in its
 // span, never what is outside; released, its segments expire again.
