@@ -44,11 +44,24 @@ func claimed(tx *bolt.Tx, id string) bool {
 	return b != nil && b.Get([]byte(id)) != nil
 }
 
-// ClaimExpiring claims up to limit unheld segments whose Expires is before
-// the given time, earliest expiry first, for deletion with the reason
-// ("retention", or "pressure" with before far in the future for the
-// oldest). The cost follows the segments claimed, not the index size.
-func (ix *Index) ClaimExpiring(ctx context.Context, before time.Time, limit int, reason string) ([]storage.Segment, error) {
+// ClaimRequest says what ClaimExpiring claims.
+type ClaimRequest struct {
+	// Before: segments whose Expires is before it (far in the future to
+	// take the oldest regardless, under disk pressure).
+	Before time.Time
+	// Limit bounds the count claimed (0: no bound); Bytes, when positive,
+	// stops claiming once the segments claimed add up to it.
+	Limit int
+	Bytes int64
+	// Reason is recorded with the claim ("retention", "pressure").
+	Reason string
+}
+
+// ClaimExpiring claims unheld segments for deletion, earliest expiry first,
+// as the request bounds them. The cost follows the segments claimed, not
+// the index size.
+func (ix *Index) ClaimExpiring(ctx context.Context, req ClaimRequest) ([]storage.Segment, error) {
+	before, limit, reason := req.Before, req.Limit, req.Reason
 	if reason == "" {
 		return nil, fmt.Errorf("index: claim: no reason")
 	}
@@ -63,7 +76,8 @@ func (ix *Index) ClaimExpiring(ctx context.Context, before time.Time, limit int,
 		exp := tx.Bucket(bucketExpiry)
 		c := exp.Cursor()
 		var done [][]byte
-		for k, _ := c.First(); k != nil && (limit <= 0 || len(out) < limit); k, _ = c.Next() {
+		var claimedBytes int64
+		for k, _ := c.First(); k != nil && (limit <= 0 || len(out) < limit) && (req.Bytes <= 0 || claimedBytes < req.Bytes); k, _ = c.Next() {
 			ix.visited.Add(1)
 			if len(k) < 8 {
 				return fmt.Errorf("%w: expiry key %q", ErrCorrupt, k)
@@ -87,6 +101,7 @@ func (ix *Index) ClaimExpiring(ctx context.Context, before time.Time, limit int,
 			}
 			done = append(done, bytes.Clone(k))
 			out = append(out, s)
+			claimedBytes += s.Bytes
 		}
 		// Not while the cursor walks the bucket.
 		for _, k := range done {

@@ -1,7 +1,9 @@
 package index
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +23,10 @@ import (
 // writer, and no hold can race a deletion (see ClaimExpired).
 var (
 	bucketHolds = []byte("holds") // hold id → JSON Hold
+	// hold_cameras lets putTx find the holds over a segment without
+	// decoding every hold: "<district>/<camera>" 0x00 from-ms id →
+	// from-ns, to-ns (8 bytes each) and 1 if in force.
+	bucketHoldCameras = []byte("hold_cameras")
 )
 
 // Hold states at the district.
@@ -107,6 +113,9 @@ func getHold(tx *bolt.Tx, id string) (*Hold, error) {
 }
 
 func putHold(tx *bolt.Tx, h *Hold) error {
+	if err := deleteHold(tx, h.ID); err != nil {
+		return err
+	}
 	b, err := tx.CreateBucketIfNotExists(bucketHolds)
 	if err != nil {
 		return err
@@ -115,7 +124,48 @@ func putHold(tx *bolt.Tx, h *Hold) error {
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(h.ID), v)
+	if err := b.Put([]byte(h.ID), v); err != nil {
+		return err
+	}
+	cams, err := tx.CreateBucketIfNotExists(bucketHoldCameras)
+	if err != nil {
+		return err
+	}
+	val := binary.BigEndian.AppendUint64(nil, uint64(h.From.UnixNano()))
+	val = binary.BigEndian.AppendUint64(val, uint64(h.To.UnixNano()))
+	if h.inForce() {
+		val = append(val, 1)
+	} else {
+		val = append(val, 0)
+	}
+	for _, cam := range h.Cameras {
+		if err := cams.Put(holdCameraKey(h, cam), val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteHold removes the hold and its camera keys, if it exists.
+func deleteHold(tx *bolt.Tx, id string) error {
+	old, err := getHold(tx, id)
+	if err != nil || old == nil {
+		return err
+	}
+	if cams := tx.Bucket(bucketHoldCameras); cams != nil {
+		for _, cam := range old.Cameras {
+			if err := cams.Delete(holdCameraKey(old, cam)); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Bucket(bucketHolds).Delete([]byte(id))
+}
+
+func holdCameraKey(h *Hold, camera string) []byte {
+	k := cameraPrefix(h.District, camera)
+	k = append(k, msKey(h.From.UnixMilli())...)
+	return append(k, h.ID...)
 }
 
 func forEachHold(tx *bolt.Tx, fn func(*Hold) error) error {
@@ -132,16 +182,33 @@ func forEachHold(tx *bolt.Tx, fn func(*Hold) error) error {
 	})
 }
 
-// coveringHolds returns the ids of the holds in force over s.
+// coveringHolds returns the ids of the holds in force over s. It visits
+// the camera's holds that start before the segment ends, keys only.
 func coveringHolds(tx *bolt.Tx, s *storage.Segment) ([]string, error) {
+	cams := tx.Bucket(bucketHoldCameras)
+	if cams == nil {
+		return nil, nil
+	}
 	var ids []string
-	err := forEachHold(tx, func(h *Hold) error {
-		if h.inForce() && h.Covers(s) {
-			ids = append(ids, h.ID)
+	prefix := cameraPrefix(s.District, s.Camera)
+	end, start := s.End.UnixNano(), s.Start.UnixNano()
+	c := cams.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) < len(prefix)+8 || len(v) != 17 {
+			return nil, fmt.Errorf("%w: hold camera key %q", ErrCorrupt, k)
 		}
-		return nil
-	})
-	return ids, err
+		// Keys are in order of from truncated to the millisecond: stop at
+		// the first millisecond at or after the segment's end, and check
+		// the exact span of the others.
+		if fromMs := int64(binary.BigEndian.Uint64(k[len(prefix):])); fromMs*int64(time.Millisecond) >= end {
+			break
+		}
+		from, to := int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
+		if v[16] == 1 && from < end && to > start {
+			ids = append(ids, string(k[len(prefix)+8:]))
+		}
+	}
+	return ids, nil
 }
 
 // Logged is a district log entry written in the same transaction as the
@@ -350,7 +417,7 @@ func (ix *Index) FinishRelease(ctx context.Context, id string, log func(released
 		if err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketHolds).Delete([]byte(id)); err != nil {
+		if err := deleteHold(tx, id); err != nil {
 			return err
 		}
 		for i := range segs {

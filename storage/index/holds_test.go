@@ -133,7 +133,7 @@ func TestClaimAndHoldAreOrdered(t *testing.T) {
 	if _, err := ix.ApplyHold(ctx, Hold{ID: "h1", District: "north", Cameras: []string{"gate"}, From: t0, To: t0.Add(time.Minute)}, noLog); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := ix.ClaimExpiring(ctx, t0.Add(week+3*time.Minute), 0, "retention")
+	claimed, err := ix.ClaimExpiring(ctx, ClaimRequest{Before: t0.Add(week + 3*time.Minute), Reason: "retention"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,9 @@ type Options struct {
 	// generously up front keeps writers from waiting on readers. Zero means
 	// 64 MiB.
 	InitialMmapSize int
+	// NoSync skips fsync on commit: for tests and benchmarks whose subject
+	// is not durability. Never set in production: a crash loses writes.
+	NoSync bool
 }
 
 // Index is the segment index. Its methods are safe for concurrent use.
@@ -172,6 +175,7 @@ func Open(path string, opts Options) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s: %w: %w", path, ErrCorrupt, err)
 	}
 	ix.db = db
+	db.NoSync = opts.NoSync
 	if err := ix.checkSchema(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
