@@ -32,6 +32,7 @@ var (
 	journalActions = map[string]bool{
 		actions.SegmentDeleted: true, actions.SegmentMissing: true, actions.SegmentFound: true,
 		actions.SpoolQuarantined: true, actions.HoldApplied: true, actions.HoldReleased: true,
+		actions.SegmentDeleteFailed: true, actions.StorageFull: true, actions.StorageResumed: true,
 		actions.MaintenanceAccess: true, actions.AgentStarted: true,
 	}
 	cameraStates   = map[string]bool{"connecting": true, "up": true, "down": true}

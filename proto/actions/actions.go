@@ -38,6 +38,11 @@ const (
 	// the authority and case reference; Reason.
 	HoldPlace   = "hold.place"
 	HoldRelease = "hold.release"
+	// HoldList and HoldShow: holds were read. Target.Hold for HoldShow.
+	HoldList = "hold.list"
+	HoldShow = "hold.show"
+	// RetentionReport: the retention evidence report was read.
+	RetentionReport = "retention.report"
 
 	// UserAdd, UserDisable, UserPassword: user management. Target.User.
 	UserAdd      = "user.add"
@@ -86,4 +91,12 @@ const (
 	MaintenanceAccess = "maintenance.access"
 	// AgentStarted: the agent started.
 	AgentStarted = "agent.start"
+	// SegmentDeleteFailed: the store refused or failed to destroy an
+	// expired segment; it is retried and an alarm is raised. Detail: why.
+	SegmentDeleteFailed = "segment.delete_failed"
+	// StorageFull: only held footage is left and the store is above its
+	// high watermark: new segments are not written. StorageResumed: writing
+	// started again.
+	StorageFull    = "storage.full"
+	StorageResumed = "storage.resumed"
 )

@@ -1048,9 +1048,12 @@ type CameraStatus struct {
 	Height    int32                  `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
 	Recording bool                   `protobuf:"varint,8,opt,name=recording,proto3" json:"recording,omitempty"`
 	// Empty while motion detection works, else why it does not.
-	Detector      string `protobuf:"bytes,9,opt,name=detector,proto3" json:"detector,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Detector string `protobuf:"bytes,9,opt,name=detector,proto3" json:"detector,omitempty"`
+	// The camera's retention in seconds (at most 7 days): what the
+	// retention report checks the oldest footage against.
+	RetentionSeconds int64 `protobuf:"varint,10,opt,name=retention_seconds,json=retentionSeconds,proto3" json:"retention_seconds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CameraStatus) Reset() {
@@ -1144,6 +1147,13 @@ func (x *CameraStatus) GetDetector() string {
 		return x.Detector
 	}
 	return ""
+}
+
+func (x *CameraStatus) GetRetentionSeconds() int64 {
+	if x != nil {
+		return x.RetentionSeconds
+	}
+	return 0
 }
 
 // Heartbeat is the agent's state now; it is not kept if it cannot be sent.
@@ -1283,14 +1293,16 @@ func (x *Alarm) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
-// Command is a request from central. Later versions add hold, live relay
-// and segment fetch commands.
+// Command is a request from central. Later versions add live relay and
+// segment fetch commands.
 type Command struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Command_Ping
+	//	*Command_HoldApply
+	//	*Command_HoldRelease
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1349,6 +1361,24 @@ func (x *Command) GetPing() *Ping {
 	return nil
 }
 
+func (x *Command) GetHoldApply() *HoldApply {
+	if x != nil {
+		if x, ok := x.Body.(*Command_HoldApply); ok {
+			return x.HoldApply
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetHoldRelease() *HoldRelease {
+	if x != nil {
+		if x, ok := x.Body.(*Command_HoldRelease); ok {
+			return x.HoldRelease
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1357,7 +1387,19 @@ type Command_Ping struct {
 	Ping *Ping `protobuf:"bytes,2,opt,name=ping,proto3,oneof"`
 }
 
+type Command_HoldApply struct {
+	HoldApply *HoldApply `protobuf:"bytes,3,opt,name=hold_apply,json=holdApply,proto3,oneof"`
+}
+
+type Command_HoldRelease struct {
+	HoldRelease *HoldRelease `protobuf:"bytes,4,opt,name=hold_release,json=holdRelease,proto3,oneof"`
+}
+
 func (*Command_Ping) isCommand_Body() {}
+
+func (*Command_HoldApply) isCommand_Body() {}
+
+func (*Command_HoldRelease) isCommand_Body() {}
 
 type Ping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1395,18 +1437,164 @@ func (*Ping) Descriptor() ([]byte, []int) {
 	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
-type CommandAck struct {
+// HoldApply places a judicial hold at the district: every segment of the
+// cameras overlapping [from, to), recorded already or recorded later, is
+// kept until the hold is released. Applying a hold the agent already has
+// is not an error (central resends until acknowledged).
+type HoldApply struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HoldId string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	// Camera ids of this district.
+	Cameras []string               `protobuf:"bytes,2,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	From    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// For the district's own log.
+	Authority     string `protobuf:"bytes,5,opt,name=authority,proto3" json:"authority,omitempty"`
+	CaseRef       string `protobuf:"bytes,6,opt,name=case_ref,json=caseRef,proto3" json:"case_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldApply) Reset() {
+	*x = HoldApply{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldApply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldApply) ProtoMessage() {}
+
+func (x *HoldApply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldApply.ProtoReflect.Descriptor instead.
+func (*HoldApply) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HoldApply) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *HoldApply) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
+func (x *HoldApply) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *HoldApply) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *HoldApply) GetAuthority() string {
+	if x != nil {
+		return x.Authority
+	}
+	return ""
+}
+
+func (x *HoldApply) GetCaseRef() string {
+	if x != nil {
+		return x.CaseRef
+	}
+	return ""
+}
+
+// HoldRelease releases a hold; segments no other hold covers become
+// subject to retention again. Releasing an unknown hold is not an error.
+type HoldRelease struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Ok            bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	HoldId        string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldRelease) Reset() {
+	*x = HoldRelease{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldRelease) ProtoMessage() {}
+
+func (x *HoldRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
+func (*HoldRelease) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *HoldRelease) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *HoldRelease) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CommandAck struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Ok        bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error     string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// For HoldApply: the segments the hold covers at the district now.
+	Segments      int64 `protobuf:"varint,4,opt,name=segments,proto3" json:"segments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandAck) Reset() {
 	*x = CommandAck{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1606,7 @@ func (x *CommandAck) String() string {
 func (*CommandAck) ProtoMessage() {}
 
 func (x *CommandAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1619,7 @@ func (x *CommandAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandAck.ProtoReflect.Descriptor instead.
 func (*CommandAck) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommandAck) GetRequestId() string {
@@ -1453,6 +1641,13 @@ func (x *CommandAck) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *CommandAck) GetSegments() int64 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
 }
 
 var File_proto_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -1531,7 +1726,7 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x06camera\x18\x02 \x01(\tR\x06camera\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"deleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\"\x8b\x02\n" +
+	"deleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\"\xb8\x02\n" +
 	"\fCameraStatus\x12\x16\n" +
 	"\x06camera\x18\x01 \x01(\tR\x06camera\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x120\n" +
@@ -1542,7 +1737,9 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x05width\x18\x06 \x01(\x05R\x05width\x12\x16\n" +
 	"\x06height\x18\a \x01(\x05R\x06height\x12\x1c\n" +
 	"\trecording\x18\b \x01(\bR\trecording\x12\x1a\n" +
-	"\bdetector\x18\t \x01(\tR\bdetector\"\xfb\x01\n" +
+	"\bdetector\x18\t \x01(\tR\bdetector\x12+\n" +
+	"\x11retention_seconds\x18\n" +
+	" \x01(\x03R\x10retentionSeconds\"\xfb\x01\n" +
 	"\tHeartbeat\x120\n" +
 	"\x05clock\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05clock\x12,\n" +
 	"\x12storage_used_bytes\x18\x02 \x01(\x03R\x10storageUsedBytes\x124\n" +
@@ -1552,19 +1749,33 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x05Alarm\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\\\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xda\x01\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12*\n" +
-	"\x04ping\x18\x02 \x01(\v2\x14.vigil.agent.v1.PingH\x00R\x04pingB\x06\n" +
+	"\x04ping\x18\x02 \x01(\v2\x14.vigil.agent.v1.PingH\x00R\x04ping\x12:\n" +
+	"\n" +
+	"hold_apply\x18\x03 \x01(\v2\x19.vigil.agent.v1.HoldApplyH\x00R\tholdApply\x12@\n" +
+	"\fhold_release\x18\x04 \x01(\v2\x1b.vigil.agent.v1.HoldReleaseH\x00R\vholdReleaseB\x06\n" +
 	"\x04body\"\x06\n" +
-	"\x04Ping\"Q\n" +
+	"\x04Ping\"\xd3\x01\n" +
+	"\tHoldApply\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x18\n" +
+	"\acameras\x18\x02 \x03(\tR\acameras\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
+	"\tauthority\x18\x05 \x01(\tR\tauthority\x12\x19\n" +
+	"\bcase_ref\x18\x06 \x01(\tR\acaseRef\">\n" +
+	"\vHoldRelease\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"m\n" +
 	"\n" +
 	"CommandAck\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error2U\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1a\n" +
+	"\bsegments\x18\x04 \x01(\x03R\bsegments2U\n" +
 	"\n" +
 	"Enrollment\x12G\n" +
 	"\x06Enroll\x12\x1d.vigil.agent.v1.EnrollRequest\x1a\x1e.vigil.agent.v1.EnrollResponse2S\n" +
@@ -1583,7 +1794,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*EnrollRequest)(nil),         // 0: vigil.agent.v1.EnrollRequest
 	(*EnrollResponse)(nil),        // 1: vigil.agent.v1.EnrollResponse
@@ -1602,44 +1813,50 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*Alarm)(nil),                 // 14: vigil.agent.v1.Alarm
 	(*Command)(nil),               // 15: vigil.agent.v1.Command
 	(*Ping)(nil),                  // 16: vigil.agent.v1.Ping
-	(*CommandAck)(nil),            // 17: vigil.agent.v1.CommandAck
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*HoldApply)(nil),             // 17: vigil.agent.v1.HoldApply
+	(*HoldRelease)(nil),           // 18: vigil.agent.v1.HoldRelease
+	(*CommandAck)(nil),            // 19: vigil.agent.v1.CommandAck
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: vigil.agent.v1.AgentMessage.hello:type_name -> vigil.agent.v1.Hello
 	7,  // 1: vigil.agent.v1.AgentMessage.report:type_name -> vigil.agent.v1.Report
 	13, // 2: vigil.agent.v1.AgentMessage.heartbeat:type_name -> vigil.agent.v1.Heartbeat
-	17, // 3: vigil.agent.v1.AgentMessage.command_ack:type_name -> vigil.agent.v1.CommandAck
+	19, // 3: vigil.agent.v1.AgentMessage.command_ack:type_name -> vigil.agent.v1.CommandAck
 	5,  // 4: vigil.agent.v1.CentralMessage.welcome:type_name -> vigil.agent.v1.Welcome
 	6,  // 5: vigil.agent.v1.CentralMessage.ack:type_name -> vigil.agent.v1.Ack
 	15, // 6: vigil.agent.v1.CentralMessage.command:type_name -> vigil.agent.v1.Command
-	18, // 7: vigil.agent.v1.Hello.clock:type_name -> google.protobuf.Timestamp
-	18, // 8: vigil.agent.v1.Welcome.central_clock:type_name -> google.protobuf.Timestamp
-	18, // 9: vigil.agent.v1.Report.at:type_name -> google.protobuf.Timestamp
+	20, // 7: vigil.agent.v1.Hello.clock:type_name -> google.protobuf.Timestamp
+	20, // 8: vigil.agent.v1.Welcome.central_clock:type_name -> google.protobuf.Timestamp
+	20, // 9: vigil.agent.v1.Report.at:type_name -> google.protobuf.Timestamp
 	10, // 10: vigil.agent.v1.Report.segment_stored:type_name -> vigil.agent.v1.SegmentStored
 	11, // 11: vigil.agent.v1.Report.segment_deleted:type_name -> vigil.agent.v1.SegmentDeleted
 	12, // 12: vigil.agent.v1.Report.camera_status:type_name -> vigil.agent.v1.CameraStatus
 	8,  // 13: vigil.agent.v1.Report.journal:type_name -> vigil.agent.v1.JournalEntry
-	18, // 14: vigil.agent.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
-	18, // 15: vigil.agent.v1.Segment.start:type_name -> google.protobuf.Timestamp
-	18, // 16: vigil.agent.v1.Segment.end:type_name -> google.protobuf.Timestamp
-	18, // 17: vigil.agent.v1.Segment.expires:type_name -> google.protobuf.Timestamp
+	20, // 14: vigil.agent.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	20, // 15: vigil.agent.v1.Segment.start:type_name -> google.protobuf.Timestamp
+	20, // 16: vigil.agent.v1.Segment.end:type_name -> google.protobuf.Timestamp
+	20, // 17: vigil.agent.v1.Segment.expires:type_name -> google.protobuf.Timestamp
 	9,  // 18: vigil.agent.v1.SegmentStored.segment:type_name -> vigil.agent.v1.Segment
-	18, // 19: vigil.agent.v1.SegmentDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	18, // 20: vigil.agent.v1.CameraStatus.since:type_name -> google.protobuf.Timestamp
-	18, // 21: vigil.agent.v1.Heartbeat.clock:type_name -> google.protobuf.Timestamp
+	20, // 19: vigil.agent.v1.SegmentDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	20, // 20: vigil.agent.v1.CameraStatus.since:type_name -> google.protobuf.Timestamp
+	20, // 21: vigil.agent.v1.Heartbeat.clock:type_name -> google.protobuf.Timestamp
 	14, // 22: vigil.agent.v1.Heartbeat.alarms:type_name -> vigil.agent.v1.Alarm
-	18, // 23: vigil.agent.v1.Alarm.since:type_name -> google.protobuf.Timestamp
+	20, // 23: vigil.agent.v1.Alarm.since:type_name -> google.protobuf.Timestamp
 	16, // 24: vigil.agent.v1.Command.ping:type_name -> vigil.agent.v1.Ping
-	0,  // 25: vigil.agent.v1.Enrollment.Enroll:input_type -> vigil.agent.v1.EnrollRequest
-	2,  // 26: vigil.agent.v1.Link.Connect:input_type -> vigil.agent.v1.AgentMessage
-	1,  // 27: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
-	3,  // 28: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
-	27, // [27:29] is the sub-list for method output_type
-	25, // [25:27] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 25: vigil.agent.v1.Command.hold_apply:type_name -> vigil.agent.v1.HoldApply
+	18, // 26: vigil.agent.v1.Command.hold_release:type_name -> vigil.agent.v1.HoldRelease
+	20, // 27: vigil.agent.v1.HoldApply.from:type_name -> google.protobuf.Timestamp
+	20, // 28: vigil.agent.v1.HoldApply.to:type_name -> google.protobuf.Timestamp
+	0,  // 29: vigil.agent.v1.Enrollment.Enroll:input_type -> vigil.agent.v1.EnrollRequest
+	2,  // 30: vigil.agent.v1.Link.Connect:input_type -> vigil.agent.v1.AgentMessage
+	1,  // 31: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
+	3,  // 32: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
+	31, // [31:33] is the sub-list for method output_type
+	29, // [29:31] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -1666,6 +1883,8 @@ func file_proto_agent_v1_agent_proto_init() {
 	}
 	file_proto_agent_v1_agent_proto_msgTypes[15].OneofWrappers = []any{
 		(*Command_Ping)(nil),
+		(*Command_HoldApply)(nil),
+		(*Command_HoldRelease)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1673,7 +1892,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -2238,6 +2238,968 @@ func (x *DayCount) GetCount() int64 {
 	return 0
 }
 
+type PlaceHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "district/camera" each.
+	Cameras []string               `protobuf:"bytes,1,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	From    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// The judicial authority that asked for preservation, and its case
+	// reference.
+	Authority     string `protobuf:"bytes,4,opt,name=authority,proto3" json:"authority,omitempty"`
+	CaseRef       string `protobuf:"bytes,5,opt,name=case_ref,json=caseRef,proto3" json:"case_ref,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceHoldRequest) Reset() {
+	*x = PlaceHoldRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceHoldRequest) ProtoMessage() {}
+
+func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceHoldRequest.ProtoReflect.Descriptor instead.
+func (*PlaceHoldRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PlaceHoldRequest) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
+func (x *PlaceHoldRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *PlaceHoldRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *PlaceHoldRequest) GetAuthority() string {
+	if x != nil {
+		return x.Authority
+	}
+	return ""
+}
+
+func (x *PlaceHoldRequest) GetCaseRef() string {
+	if x != nil {
+		return x.CaseRef
+	}
+	return ""
+}
+
+func (x *PlaceHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type PlaceHoldResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hold          *Hold                  `protobuf:"bytes,1,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceHoldResponse) Reset() {
+	*x = PlaceHoldResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceHoldResponse) ProtoMessage() {}
+
+func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceHoldResponse.ProtoReflect.Descriptor instead.
+func (*PlaceHoldResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PlaceHoldResponse) GetHold() *Hold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+type ListHoldsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Include released holds.
+	All           bool `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHoldsRequest) Reset() {
+	*x = ListHoldsRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHoldsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHoldsRequest) ProtoMessage() {}
+
+func (x *ListHoldsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHoldsRequest.ProtoReflect.Descriptor instead.
+func (*ListHoldsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListHoldsRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type ListHoldsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holds         []*Hold                `protobuf:"bytes,1,rep,name=holds,proto3" json:"holds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHoldsResponse) Reset() {
+	*x = ListHoldsResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHoldsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHoldsResponse) ProtoMessage() {}
+
+func (x *ListHoldsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHoldsResponse.ProtoReflect.Descriptor instead.
+func (*ListHoldsResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListHoldsResponse) GetHolds() []*Hold {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+type GetHoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHoldRequest) Reset() {
+	*x = GetHoldRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHoldRequest) ProtoMessage() {}
+
+func (x *GetHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHoldRequest.ProtoReflect.Descriptor instead.
+func (*GetHoldRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetHoldRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetHoldResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hold          *Hold                  `protobuf:"bytes,1,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHoldResponse) Reset() {
+	*x = GetHoldResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHoldResponse) ProtoMessage() {}
+
+func (x *GetHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHoldResponse.ProtoReflect.Descriptor instead.
+func (*GetHoldResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetHoldResponse) GetHold() *Hold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+type ReleaseHoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHoldRequest) Reset() {
+	*x = ReleaseHoldRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReleaseHoldRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReleaseHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReleaseHoldResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hold          *Hold                  `protobuf:"bytes,1,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHoldResponse) Reset() {
+	*x = ReleaseHoldResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHoldResponse) ProtoMessage() {}
+
+func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ReleaseHoldResponse) GetHold() *Hold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+type Hold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "active" or "released".
+	State     string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Authority string `protobuf:"bytes,3,opt,name=authority,proto3" json:"authority,omitempty"`
+	CaseRef   string `protobuf:"bytes,4,opt,name=case_ref,json=caseRef,proto3" json:"case_ref,omitempty"`
+	Reason    string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// "district/camera" each.
+	Cameras       []string               `protobuf:"bytes,6,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=to,proto3" json:"to,omitempty"`
+	Officer       string                 `protobuf:"bytes,9,opt,name=officer,proto3" json:"officer,omitempty"`
+	PlacedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"`
+	ReleasedBy    string                 `protobuf:"bytes,12,opt,name=released_by,json=releasedBy,proto3" json:"released_by,omitempty"`
+	ReleaseReason string                 `protobuf:"bytes,13,opt,name=release_reason,json=releaseReason,proto3" json:"release_reason,omitempty"`
+	Agents        []*HoldAgent           `protobuf:"bytes,14,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hold) Reset() {
+	*x = Hold{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hold) ProtoMessage() {}
+
+func (x *Hold) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hold.ProtoReflect.Descriptor instead.
+func (*Hold) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *Hold) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Hold) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Hold) GetAuthority() string {
+	if x != nil {
+		return x.Authority
+	}
+	return ""
+}
+
+func (x *Hold) GetCaseRef() string {
+	if x != nil {
+		return x.CaseRef
+	}
+	return ""
+}
+
+func (x *Hold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Hold) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
+func (x *Hold) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *Hold) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *Hold) GetOfficer() string {
+	if x != nil {
+		return x.Officer
+	}
+	return ""
+}
+
+func (x *Hold) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+func (x *Hold) GetReleasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAt
+	}
+	return nil
+}
+
+func (x *Hold) GetReleasedBy() string {
+	if x != nil {
+		return x.ReleasedBy
+	}
+	return ""
+}
+
+func (x *Hold) GetReleaseReason() string {
+	if x != nil {
+		return x.ReleaseReason
+	}
+	return ""
+}
+
+func (x *Hold) GetAgents() []*HoldAgent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// HoldAgent is where a hold stands at one district.
+type HoldAgent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	District string                 `protobuf:"bytes,1,opt,name=district,proto3" json:"district,omitempty"`
+	// "pending" (sent, not acknowledged: the agent may be offline),
+	// "applied", "releasing" or "released".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Segments covered, as the agent counted them when it applied the hold.
+	Segments  int64                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The agent's last refusal, if any.
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// While pending: the earliest expiry of footage in the span that central
+	// knows of; it is destroyed then unless the agent comes back first.
+	FirstExpiry   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=first_expiry,json=firstExpiry,proto3" json:"first_expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldAgent) Reset() {
+	*x = HoldAgent{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldAgent) ProtoMessage() {}
+
+func (x *HoldAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldAgent.ProtoReflect.Descriptor instead.
+func (*HoldAgent) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *HoldAgent) GetDistrict() string {
+	if x != nil {
+		return x.District
+	}
+	return ""
+}
+
+func (x *HoldAgent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *HoldAgent) GetSegments() int64 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+func (x *HoldAgent) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *HoldAgent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *HoldAgent) GetFirstExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstExpiry
+	}
+	return nil
+}
+
+type RetentionReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionReportRequest) Reset() {
+	*x = RetentionReportRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionReportRequest) ProtoMessage() {}
+
+func (x *RetentionReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionReportRequest.ProtoReflect.Descriptor instead.
+func (*RetentionReportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RetentionReportRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type RetentionReportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GeneratedAt   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
+	Cameras       []*CameraRetention     `protobuf:"bytes,2,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	Deletions     []*DayDeletions        `protobuf:"bytes,3,rep,name=deletions,proto3" json:"deletions,omitempty"`
+	Holds         []*Hold                `protobuf:"bytes,4,rep,name=holds,proto3" json:"holds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionReportResponse) Reset() {
+	*x = RetentionReportResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionReportResponse) ProtoMessage() {}
+
+func (x *RetentionReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionReportResponse.ProtoReflect.Descriptor instead.
+func (*RetentionReportResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RetentionReportResponse) GetGeneratedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GeneratedAt
+	}
+	return nil
+}
+
+func (x *RetentionReportResponse) GetCameras() []*CameraRetention {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
+func (x *RetentionReportResponse) GetDeletions() []*DayDeletions {
+	if x != nil {
+		return x.Deletions
+	}
+	return nil
+}
+
+func (x *RetentionReportResponse) GetHolds() []*Hold {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+type CameraRetention struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	District         string                 `protobuf:"bytes,1,opt,name=district,proto3" json:"district,omitempty"`
+	Camera           string                 `protobuf:"bytes,2,opt,name=camera,proto3" json:"camera,omitempty"`
+	RetentionSeconds int64                  `protobuf:"varint,3,opt,name=retention_seconds,json=retentionSeconds,proto3" json:"retention_seconds,omitempty"`
+	// Start of the oldest segment no hold covers; unset when there is none.
+	OldestUnheld *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=oldest_unheld,json=oldestUnheld,proto3" json:"oldest_unheld,omitempty"`
+	// now - oldest_unheld, in seconds.
+	OldestUnheldAgeSeconds int64 `protobuf:"varint,5,opt,name=oldest_unheld_age_seconds,json=oldestUnheldAgeSeconds,proto3" json:"oldest_unheld_age_seconds,omitempty"`
+	// The age is within retention + 60 s.
+	Compliant    bool     `protobuf:"varint,6,opt,name=compliant,proto3" json:"compliant,omitempty"`
+	Segments     int64    `protobuf:"varint,7,opt,name=segments,proto3" json:"segments,omitempty"`
+	HeldSegments int64    `protobuf:"varint,8,opt,name=held_segments,json=heldSegments,proto3" json:"held_segments,omitempty"`
+	Holds        []string `protobuf:"bytes,9,rep,name=holds,proto3" json:"holds,omitempty"`
+	// When central last heard from the district's agent: the figures are as
+	// of then.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CameraRetention) Reset() {
+	*x = CameraRetention{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CameraRetention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CameraRetention) ProtoMessage() {}
+
+func (x *CameraRetention) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CameraRetention.ProtoReflect.Descriptor instead.
+func (*CameraRetention) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CameraRetention) GetDistrict() string {
+	if x != nil {
+		return x.District
+	}
+	return ""
+}
+
+func (x *CameraRetention) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *CameraRetention) GetRetentionSeconds() int64 {
+	if x != nil {
+		return x.RetentionSeconds
+	}
+	return 0
+}
+
+func (x *CameraRetention) GetOldestUnheld() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestUnheld
+	}
+	return nil
+}
+
+func (x *CameraRetention) GetOldestUnheldAgeSeconds() int64 {
+	if x != nil {
+		return x.OldestUnheldAgeSeconds
+	}
+	return 0
+}
+
+func (x *CameraRetention) GetCompliant() bool {
+	if x != nil {
+		return x.Compliant
+	}
+	return false
+}
+
+func (x *CameraRetention) GetSegments() int64 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+func (x *CameraRetention) GetHeldSegments() int64 {
+	if x != nil {
+		return x.HeldSegments
+	}
+	return 0
+}
+
+func (x *CameraRetention) GetHolds() []string {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+func (x *CameraRetention) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+type DayDeletions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Day           string                 `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	District      string                 `protobuf:"bytes,2,opt,name=district,proto3" json:"district,omitempty"`
+	Camera        string                 `protobuf:"bytes,3,opt,name=camera,proto3" json:"camera,omitempty"`
+	Retention     int64                  `protobuf:"varint,4,opt,name=retention,proto3" json:"retention,omitempty"`
+	Pressure      int64                  `protobuf:"varint,5,opt,name=pressure,proto3" json:"pressure,omitempty"`
+	Other         int64                  `protobuf:"varint,6,opt,name=other,proto3" json:"other,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DayDeletions) Reset() {
+	*x = DayDeletions{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DayDeletions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DayDeletions) ProtoMessage() {}
+
+func (x *DayDeletions) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DayDeletions.ProtoReflect.Descriptor instead.
+func (*DayDeletions) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *DayDeletions) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *DayDeletions) GetDistrict() string {
+	if x != nil {
+		return x.District
+	}
+	return ""
+}
+
+func (x *DayDeletions) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *DayDeletions) GetRetention() int64 {
+	if x != nil {
+		return x.Retention
+	}
+	return 0
+}
+
+func (x *DayDeletions) GetPressure() int64 {
+	if x != nil {
+		return x.Pressure
+	}
+	return 0
+}
+
+func (x *DayDeletions) GetOther() int64 {
+	if x != nil {
+		return x.Other
+	}
+	return 0
+}
+
 var File_proto_ops_v1_ops_proto protoreflect.FileDescriptor
 
 const file_proto_ops_v1_ops_proto_rawDesc = "" +
@@ -2402,7 +3364,81 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\bDayCount\x12\x10\n" +
 	"\x03day\x18\x01 \x01(\tR\x03day\x12\x1a\n" +
 	"\bdistrict\x18\x02 \x01(\tR\bdistrict\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x03R\x05count2\x85\t\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"\xd9\x01\n" +
+	"\x10PlaceHoldRequest\x12\x18\n" +
+	"\acameras\x18\x01 \x03(\tR\acameras\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1c\n" +
+	"\tauthority\x18\x04 \x01(\tR\tauthority\x12\x19\n" +
+	"\bcase_ref\x18\x05 \x01(\tR\acaseRef\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\";\n" +
+	"\x11PlaceHoldResponse\x12&\n" +
+	"\x04hold\x18\x01 \x01(\v2\x12.vigil.ops.v1.HoldR\x04hold\"$\n" +
+	"\x10ListHoldsRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\"=\n" +
+	"\x11ListHoldsResponse\x12(\n" +
+	"\x05holds\x18\x01 \x03(\v2\x12.vigil.ops.v1.HoldR\x05holds\" \n" +
+	"\x0eGetHoldRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
+	"\x0fGetHoldResponse\x12&\n" +
+	"\x04hold\x18\x01 \x01(\v2\x12.vigil.ops.v1.HoldR\x04hold\"<\n" +
+	"\x12ReleaseHoldRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"=\n" +
+	"\x13ReleaseHoldResponse\x12&\n" +
+	"\x04hold\x18\x01 \x01(\v2\x12.vigil.ops.v1.HoldR\x04hold\"\xfc\x03\n" +
+	"\x04Hold\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1c\n" +
+	"\tauthority\x18\x03 \x01(\tR\tauthority\x12\x19\n" +
+	"\bcase_ref\x18\x04 \x01(\tR\acaseRef\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\acameras\x18\x06 \x03(\tR\acameras\x12.\n" +
+	"\x04from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x18\n" +
+	"\aofficer\x18\t \x01(\tR\aofficer\x127\n" +
+	"\tplaced_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x12;\n" +
+	"\vreleased_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"releasedAt\x12\x1f\n" +
+	"\vreleased_by\x18\f \x01(\tR\n" +
+	"releasedBy\x12%\n" +
+	"\x0erelease_reason\x18\r \x01(\tR\rreleaseReason\x12/\n" +
+	"\x06agents\x18\x0e \x03(\v2\x17.vigil.ops.v1.HoldAgentR\x06agents\"\xe9\x01\n" +
+	"\tHoldAgent\x12\x1a\n" +
+	"\bdistrict\x18\x01 \x01(\tR\bdistrict\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1a\n" +
+	"\bsegments\x18\x03 \x01(\x03R\bsegments\x129\n" +
+	"\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12=\n" +
+	"\ffirst_expiry\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vfirstExpiry\"J\n" +
+	"\x16RetentionReportRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf5\x01\n" +
+	"\x17RetentionReportResponse\x12=\n" +
+	"\fgenerated_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x127\n" +
+	"\acameras\x18\x02 \x03(\v2\x1d.vigil.ops.v1.CameraRetentionR\acameras\x128\n" +
+	"\tdeletions\x18\x03 \x03(\v2\x1a.vigil.ops.v1.DayDeletionsR\tdeletions\x12(\n" +
+	"\x05holds\x18\x04 \x03(\v2\x12.vigil.ops.v1.HoldR\x05holds\"\x94\x03\n" +
+	"\x0fCameraRetention\x12\x1a\n" +
+	"\bdistrict\x18\x01 \x01(\tR\bdistrict\x12\x16\n" +
+	"\x06camera\x18\x02 \x01(\tR\x06camera\x12+\n" +
+	"\x11retention_seconds\x18\x03 \x01(\x03R\x10retentionSeconds\x12?\n" +
+	"\roldest_unheld\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\foldestUnheld\x129\n" +
+	"\x19oldest_unheld_age_seconds\x18\x05 \x01(\x03R\x16oldestUnheldAgeSeconds\x12\x1c\n" +
+	"\tcompliant\x18\x06 \x01(\bR\tcompliant\x12\x1a\n" +
+	"\bsegments\x18\a \x01(\x03R\bsegments\x12#\n" +
+	"\rheld_segments\x18\b \x01(\x03R\fheldSegments\x12\x14\n" +
+	"\x05holds\x18\t \x03(\tR\x05holds\x12/\n" +
+	"\x05as_of\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xa4\x01\n" +
+	"\fDayDeletions\x12\x10\n" +
+	"\x03day\x18\x01 \x01(\tR\x03day\x12\x1a\n" +
+	"\bdistrict\x18\x02 \x01(\tR\bdistrict\x12\x16\n" +
+	"\x06camera\x18\x03 \x01(\tR\x06camera\x12\x1c\n" +
+	"\tretention\x18\x04 \x01(\x03R\tretention\x12\x1a\n" +
+	"\bpressure\x18\x05 \x01(\x03R\bpressure\x12\x14\n" +
+	"\x05other\x18\x06 \x01(\x03R\x05other2\x9d\f\n" +
 	"\x03Ops\x12@\n" +
 	"\x05Login\x12\x1a.vigil.ops.v1.LoginRequest\x1a\x1b.vigil.ops.v1.LoginResponse\x12C\n" +
 	"\x06Logout\x12\x1b.vigil.ops.v1.LogoutRequest\x1a\x1c.vigil.ops.v1.LogoutResponse\x12C\n" +
@@ -2418,7 +3454,12 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\bAuditLog\x12\x1d.vigil.ops.v1.AuditLogRequest\x1a\x1e.vigil.ops.v1.AuditLogResponse\x12^\n" +
 	"\x0fAuditCheckpoint\x12$.vigil.ops.v1.AuditCheckpointRequest\x1a%.vigil.ops.v1.AuditCheckpointResponse\x12U\n" +
 	"\fAuditRecords\x12!.vigil.ops.v1.AuditRecordsRequest\x1a\".vigil.ops.v1.AuditRecordsResponse\x12R\n" +
-	"\vAuditReport\x12 .vigil.ops.v1.AuditReportRequest\x1a!.vigil.ops.v1.AuditReportResponseB0Z.github.com/vigil-cctv/vigil/proto/ops/v1;opsv1b\x06proto3"
+	"\vAuditReport\x12 .vigil.ops.v1.AuditReportRequest\x1a!.vigil.ops.v1.AuditReportResponse\x12L\n" +
+	"\tPlaceHold\x12\x1e.vigil.ops.v1.PlaceHoldRequest\x1a\x1f.vigil.ops.v1.PlaceHoldResponse\x12L\n" +
+	"\tListHolds\x12\x1e.vigil.ops.v1.ListHoldsRequest\x1a\x1f.vigil.ops.v1.ListHoldsResponse\x12F\n" +
+	"\aGetHold\x12\x1c.vigil.ops.v1.GetHoldRequest\x1a\x1d.vigil.ops.v1.GetHoldResponse\x12R\n" +
+	"\vReleaseHold\x12 .vigil.ops.v1.ReleaseHoldRequest\x1a!.vigil.ops.v1.ReleaseHoldResponse\x12^\n" +
+	"\x0fRetentionReport\x12$.vigil.ops.v1.RetentionReportRequest\x1a%.vigil.ops.v1.RetentionReportResponseB0Z.github.com/vigil-cctv/vigil/proto/ops/v1;opsv1b\x06proto3"
 
 var (
 	file_proto_ops_v1_ops_proto_rawDescOnce sync.Once
@@ -2432,7 +3473,7 @@ func file_proto_ops_v1_ops_proto_rawDescGZIP() []byte {
 	return file_proto_ops_v1_ops_proto_rawDescData
 }
 
-var file_proto_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_proto_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_proto_ops_v1_ops_proto_goTypes = []any{
 	(*LoginRequest)(nil),                  // 0: vigil.ops.v1.LoginRequest
 	(*LoginResponse)(nil),                 // 1: vigil.ops.v1.LoginResponse
@@ -2470,73 +3511,117 @@ var file_proto_ops_v1_ops_proto_goTypes = []any{
 	(*AuditReportResponse)(nil),           // 33: vigil.ops.v1.AuditReportResponse
 	(*ViewingCount)(nil),                  // 34: vigil.ops.v1.ViewingCount
 	(*DayCount)(nil),                      // 35: vigil.ops.v1.DayCount
-	(*timestamppb.Timestamp)(nil),         // 36: google.protobuf.Timestamp
+	(*PlaceHoldRequest)(nil),              // 36: vigil.ops.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),             // 37: vigil.ops.v1.PlaceHoldResponse
+	(*ListHoldsRequest)(nil),              // 38: vigil.ops.v1.ListHoldsRequest
+	(*ListHoldsResponse)(nil),             // 39: vigil.ops.v1.ListHoldsResponse
+	(*GetHoldRequest)(nil),                // 40: vigil.ops.v1.GetHoldRequest
+	(*GetHoldResponse)(nil),               // 41: vigil.ops.v1.GetHoldResponse
+	(*ReleaseHoldRequest)(nil),            // 42: vigil.ops.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),           // 43: vigil.ops.v1.ReleaseHoldResponse
+	(*Hold)(nil),                          // 44: vigil.ops.v1.Hold
+	(*HoldAgent)(nil),                     // 45: vigil.ops.v1.HoldAgent
+	(*RetentionReportRequest)(nil),        // 46: vigil.ops.v1.RetentionReportRequest
+	(*RetentionReportResponse)(nil),       // 47: vigil.ops.v1.RetentionReportResponse
+	(*CameraRetention)(nil),               // 48: vigil.ops.v1.CameraRetention
+	(*DayDeletions)(nil),                  // 49: vigil.ops.v1.DayDeletions
+	(*timestamppb.Timestamp)(nil),         // 50: google.protobuf.Timestamp
 }
 var file_proto_ops_v1_ops_proto_depIdxs = []int32{
-	36, // 0: vigil.ops.v1.LoginResponse.expires:type_name -> google.protobuf.Timestamp
+	50, // 0: vigil.ops.v1.LoginResponse.expires:type_name -> google.protobuf.Timestamp
 	6,  // 1: vigil.ops.v1.LoginResponse.user:type_name -> vigil.ops.v1.User
 	6,  // 2: vigil.ops.v1.WhoAmIResponse.user:type_name -> vigil.ops.v1.User
-	36, // 3: vigil.ops.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
-	36, // 4: vigil.ops.v1.User.created:type_name -> google.protobuf.Timestamp
-	36, // 5: vigil.ops.v1.CreateEnrollmentTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	50, // 3: vigil.ops.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
+	50, // 4: vigil.ops.v1.User.created:type_name -> google.protobuf.Timestamp
+	50, // 5: vigil.ops.v1.CreateEnrollmentTokenResponse.expires:type_name -> google.protobuf.Timestamp
 	11, // 6: vigil.ops.v1.ListAgentsResponse.agents:type_name -> vigil.ops.v1.Agent
-	36, // 7: vigil.ops.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	50, // 7: vigil.ops.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
 	12, // 8: vigil.ops.v1.Agent.cameras:type_name -> vigil.ops.v1.Camera
 	13, // 9: vigil.ops.v1.Agent.alarms:type_name -> vigil.ops.v1.Alarm
-	36, // 10: vigil.ops.v1.Camera.since:type_name -> google.protobuf.Timestamp
-	36, // 11: vigil.ops.v1.Alarm.since:type_name -> google.protobuf.Timestamp
-	36, // 12: vigil.ops.v1.ListRecordingsRequest.from:type_name -> google.protobuf.Timestamp
-	36, // 13: vigil.ops.v1.ListRecordingsRequest.to:type_name -> google.protobuf.Timestamp
+	50, // 10: vigil.ops.v1.Camera.since:type_name -> google.protobuf.Timestamp
+	50, // 11: vigil.ops.v1.Alarm.since:type_name -> google.protobuf.Timestamp
+	50, // 12: vigil.ops.v1.ListRecordingsRequest.from:type_name -> google.protobuf.Timestamp
+	50, // 13: vigil.ops.v1.ListRecordingsRequest.to:type_name -> google.protobuf.Timestamp
 	16, // 14: vigil.ops.v1.ListRecordingsResponse.recordings:type_name -> vigil.ops.v1.Recording
-	36, // 15: vigil.ops.v1.Recording.start:type_name -> google.protobuf.Timestamp
-	36, // 16: vigil.ops.v1.Recording.end:type_name -> google.protobuf.Timestamp
-	36, // 17: vigil.ops.v1.Recording.expires:type_name -> google.protobuf.Timestamp
+	50, // 15: vigil.ops.v1.Recording.start:type_name -> google.protobuf.Timestamp
+	50, // 16: vigil.ops.v1.Recording.end:type_name -> google.protobuf.Timestamp
+	50, // 17: vigil.ops.v1.Recording.expires:type_name -> google.protobuf.Timestamp
 	6,  // 18: vigil.ops.v1.AddUserResponse.user:type_name -> vigil.ops.v1.User
 	6,  // 19: vigil.ops.v1.ListUsersResponse.users:type_name -> vigil.ops.v1.User
-	36, // 20: vigil.ops.v1.AuditLogRequest.since:type_name -> google.protobuf.Timestamp
-	36, // 21: vigil.ops.v1.AuditLogRequest.until:type_name -> google.protobuf.Timestamp
+	50, // 20: vigil.ops.v1.AuditLogRequest.since:type_name -> google.protobuf.Timestamp
+	50, // 21: vigil.ops.v1.AuditLogRequest.until:type_name -> google.protobuf.Timestamp
 	27, // 22: vigil.ops.v1.AuditLogResponse.records:type_name -> vigil.ops.v1.AuditRecord
-	36, // 23: vigil.ops.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	36, // 24: vigil.ops.v1.AuditRecord.from:type_name -> google.protobuf.Timestamp
-	36, // 25: vigil.ops.v1.AuditRecord.to:type_name -> google.protobuf.Timestamp
-	36, // 26: vigil.ops.v1.AuditReportRequest.since:type_name -> google.protobuf.Timestamp
+	50, // 23: vigil.ops.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	50, // 24: vigil.ops.v1.AuditRecord.from:type_name -> google.protobuf.Timestamp
+	50, // 25: vigil.ops.v1.AuditRecord.to:type_name -> google.protobuf.Timestamp
+	50, // 26: vigil.ops.v1.AuditReportRequest.since:type_name -> google.protobuf.Timestamp
 	34, // 27: vigil.ops.v1.AuditReportResponse.viewings:type_name -> vigil.ops.v1.ViewingCount
 	27, // 28: vigil.ops.v1.AuditReportResponse.denied:type_name -> vigil.ops.v1.AuditRecord
 	27, // 29: vigil.ops.v1.AuditReportResponse.holds:type_name -> vigil.ops.v1.AuditRecord
 	35, // 30: vigil.ops.v1.AuditReportResponse.deletions:type_name -> vigil.ops.v1.DayCount
-	0,  // 31: vigil.ops.v1.Ops.Login:input_type -> vigil.ops.v1.LoginRequest
-	2,  // 32: vigil.ops.v1.Ops.Logout:input_type -> vigil.ops.v1.LogoutRequest
-	4,  // 33: vigil.ops.v1.Ops.WhoAmI:input_type -> vigil.ops.v1.WhoAmIRequest
-	7,  // 34: vigil.ops.v1.Ops.CreateEnrollmentToken:input_type -> vigil.ops.v1.CreateEnrollmentTokenRequest
-	9,  // 35: vigil.ops.v1.Ops.ListAgents:input_type -> vigil.ops.v1.ListAgentsRequest
-	14, // 36: vigil.ops.v1.Ops.ListRecordings:input_type -> vigil.ops.v1.ListRecordingsRequest
-	17, // 37: vigil.ops.v1.Ops.AddUser:input_type -> vigil.ops.v1.AddUserRequest
-	19, // 38: vigil.ops.v1.Ops.ListUsers:input_type -> vigil.ops.v1.ListUsersRequest
-	21, // 39: vigil.ops.v1.Ops.DisableUser:input_type -> vigil.ops.v1.DisableUserRequest
-	23, // 40: vigil.ops.v1.Ops.SetPassword:input_type -> vigil.ops.v1.SetPasswordRequest
-	25, // 41: vigil.ops.v1.Ops.AuditLog:input_type -> vigil.ops.v1.AuditLogRequest
-	28, // 42: vigil.ops.v1.Ops.AuditCheckpoint:input_type -> vigil.ops.v1.AuditCheckpointRequest
-	30, // 43: vigil.ops.v1.Ops.AuditRecords:input_type -> vigil.ops.v1.AuditRecordsRequest
-	32, // 44: vigil.ops.v1.Ops.AuditReport:input_type -> vigil.ops.v1.AuditReportRequest
-	1,  // 45: vigil.ops.v1.Ops.Login:output_type -> vigil.ops.v1.LoginResponse
-	3,  // 46: vigil.ops.v1.Ops.Logout:output_type -> vigil.ops.v1.LogoutResponse
-	5,  // 47: vigil.ops.v1.Ops.WhoAmI:output_type -> vigil.ops.v1.WhoAmIResponse
-	8,  // 48: vigil.ops.v1.Ops.CreateEnrollmentToken:output_type -> vigil.ops.v1.CreateEnrollmentTokenResponse
-	10, // 49: vigil.ops.v1.Ops.ListAgents:output_type -> vigil.ops.v1.ListAgentsResponse
-	15, // 50: vigil.ops.v1.Ops.ListRecordings:output_type -> vigil.ops.v1.ListRecordingsResponse
-	18, // 51: vigil.ops.v1.Ops.AddUser:output_type -> vigil.ops.v1.AddUserResponse
-	20, // 52: vigil.ops.v1.Ops.ListUsers:output_type -> vigil.ops.v1.ListUsersResponse
-	22, // 53: vigil.ops.v1.Ops.DisableUser:output_type -> vigil.ops.v1.DisableUserResponse
-	24, // 54: vigil.ops.v1.Ops.SetPassword:output_type -> vigil.ops.v1.SetPasswordResponse
-	26, // 55: vigil.ops.v1.Ops.AuditLog:output_type -> vigil.ops.v1.AuditLogResponse
-	29, // 56: vigil.ops.v1.Ops.AuditCheckpoint:output_type -> vigil.ops.v1.AuditCheckpointResponse
-	31, // 57: vigil.ops.v1.Ops.AuditRecords:output_type -> vigil.ops.v1.AuditRecordsResponse
-	33, // 58: vigil.ops.v1.Ops.AuditReport:output_type -> vigil.ops.v1.AuditReportResponse
-	45, // [45:59] is the sub-list for method output_type
-	31, // [31:45] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	50, // 31: vigil.ops.v1.PlaceHoldRequest.from:type_name -> google.protobuf.Timestamp
+	50, // 32: vigil.ops.v1.PlaceHoldRequest.to:type_name -> google.protobuf.Timestamp
+	44, // 33: vigil.ops.v1.PlaceHoldResponse.hold:type_name -> vigil.ops.v1.Hold
+	44, // 34: vigil.ops.v1.ListHoldsResponse.holds:type_name -> vigil.ops.v1.Hold
+	44, // 35: vigil.ops.v1.GetHoldResponse.hold:type_name -> vigil.ops.v1.Hold
+	44, // 36: vigil.ops.v1.ReleaseHoldResponse.hold:type_name -> vigil.ops.v1.Hold
+	50, // 37: vigil.ops.v1.Hold.from:type_name -> google.protobuf.Timestamp
+	50, // 38: vigil.ops.v1.Hold.to:type_name -> google.protobuf.Timestamp
+	50, // 39: vigil.ops.v1.Hold.placed_at:type_name -> google.protobuf.Timestamp
+	50, // 40: vigil.ops.v1.Hold.released_at:type_name -> google.protobuf.Timestamp
+	45, // 41: vigil.ops.v1.Hold.agents:type_name -> vigil.ops.v1.HoldAgent
+	50, // 42: vigil.ops.v1.HoldAgent.updated_at:type_name -> google.protobuf.Timestamp
+	50, // 43: vigil.ops.v1.HoldAgent.first_expiry:type_name -> google.protobuf.Timestamp
+	50, // 44: vigil.ops.v1.RetentionReportRequest.since:type_name -> google.protobuf.Timestamp
+	50, // 45: vigil.ops.v1.RetentionReportResponse.generated_at:type_name -> google.protobuf.Timestamp
+	48, // 46: vigil.ops.v1.RetentionReportResponse.cameras:type_name -> vigil.ops.v1.CameraRetention
+	49, // 47: vigil.ops.v1.RetentionReportResponse.deletions:type_name -> vigil.ops.v1.DayDeletions
+	44, // 48: vigil.ops.v1.RetentionReportResponse.holds:type_name -> vigil.ops.v1.Hold
+	50, // 49: vigil.ops.v1.CameraRetention.oldest_unheld:type_name -> google.protobuf.Timestamp
+	50, // 50: vigil.ops.v1.CameraRetention.as_of:type_name -> google.protobuf.Timestamp
+	0,  // 51: vigil.ops.v1.Ops.Login:input_type -> vigil.ops.v1.LoginRequest
+	2,  // 52: vigil.ops.v1.Ops.Logout:input_type -> vigil.ops.v1.LogoutRequest
+	4,  // 53: vigil.ops.v1.Ops.WhoAmI:input_type -> vigil.ops.v1.WhoAmIRequest
+	7,  // 54: vigil.ops.v1.Ops.CreateEnrollmentToken:input_type -> vigil.ops.v1.CreateEnrollmentTokenRequest
+	9,  // 55: vigil.ops.v1.Ops.ListAgents:input_type -> vigil.ops.v1.ListAgentsRequest
+	14, // 56: vigil.ops.v1.Ops.ListRecordings:input_type -> vigil.ops.v1.ListRecordingsRequest
+	17, // 57: vigil.ops.v1.Ops.AddUser:input_type -> vigil.ops.v1.AddUserRequest
+	19, // 58: vigil.ops.v1.Ops.ListUsers:input_type -> vigil.ops.v1.ListUsersRequest
+	21, // 59: vigil.ops.v1.Ops.DisableUser:input_type -> vigil.ops.v1.DisableUserRequest
+	23, // 60: vigil.ops.v1.Ops.SetPassword:input_type -> vigil.ops.v1.SetPasswordRequest
+	25, // 61: vigil.ops.v1.Ops.AuditLog:input_type -> vigil.ops.v1.AuditLogRequest
+	28, // 62: vigil.ops.v1.Ops.AuditCheckpoint:input_type -> vigil.ops.v1.AuditCheckpointRequest
+	30, // 63: vigil.ops.v1.Ops.AuditRecords:input_type -> vigil.ops.v1.AuditRecordsRequest
+	32, // 64: vigil.ops.v1.Ops.AuditReport:input_type -> vigil.ops.v1.AuditReportRequest
+	36, // 65: vigil.ops.v1.Ops.PlaceHold:input_type -> vigil.ops.v1.PlaceHoldRequest
+	38, // 66: vigil.ops.v1.Ops.ListHolds:input_type -> vigil.ops.v1.ListHoldsRequest
+	40, // 67: vigil.ops.v1.Ops.GetHold:input_type -> vigil.ops.v1.GetHoldRequest
+	42, // 68: vigil.ops.v1.Ops.ReleaseHold:input_type -> vigil.ops.v1.ReleaseHoldRequest
+	46, // 69: vigil.ops.v1.Ops.RetentionReport:input_type -> vigil.ops.v1.RetentionReportRequest
+	1,  // 70: vigil.ops.v1.Ops.Login:output_type -> vigil.ops.v1.LoginResponse
+	3,  // 71: vigil.ops.v1.Ops.Logout:output_type -> vigil.ops.v1.LogoutResponse
+	5,  // 72: vigil.ops.v1.Ops.WhoAmI:output_type -> vigil.ops.v1.WhoAmIResponse
+	8,  // 73: vigil.ops.v1.Ops.CreateEnrollmentToken:output_type -> vigil.ops.v1.CreateEnrollmentTokenResponse
+	10, // 74: vigil.ops.v1.Ops.ListAgents:output_type -> vigil.ops.v1.ListAgentsResponse
+	15, // 75: vigil.ops.v1.Ops.ListRecordings:output_type -> vigil.ops.v1.ListRecordingsResponse
+	18, // 76: vigil.ops.v1.Ops.AddUser:output_type -> vigil.ops.v1.AddUserResponse
+	20, // 77: vigil.ops.v1.Ops.ListUsers:output_type -> vigil.ops.v1.ListUsersResponse
+	22, // 78: vigil.ops.v1.Ops.DisableUser:output_type -> vigil.ops.v1.DisableUserResponse
+	24, // 79: vigil.ops.v1.Ops.SetPassword:output_type -> vigil.ops.v1.SetPasswordResponse
+	26, // 80: vigil.ops.v1.Ops.AuditLog:output_type -> vigil.ops.v1.AuditLogResponse
+	29, // 81: vigil.ops.v1.Ops.AuditCheckpoint:output_type -> vigil.ops.v1.AuditCheckpointResponse
+	31, // 82: vigil.ops.v1.Ops.AuditRecords:output_type -> vigil.ops.v1.AuditRecordsResponse
+	33, // 83: vigil.ops.v1.Ops.AuditReport:output_type -> vigil.ops.v1.AuditReportResponse
+	37, // 84: vigil.ops.v1.Ops.PlaceHold:output_type -> vigil.ops.v1.PlaceHoldResponse
+	39, // 85: vigil.ops.v1.Ops.ListHolds:output_type -> vigil.ops.v1.ListHoldsResponse
+	41, // 86: vigil.ops.v1.Ops.GetHold:output_type -> vigil.ops.v1.GetHoldResponse
+	43, // 87: vigil.ops.v1.Ops.ReleaseHold:output_type -> vigil.ops.v1.ReleaseHoldResponse
+	47, // 88: vigil.ops.v1.Ops.RetentionReport:output_type -> vigil.ops.v1.RetentionReportResponse
+	70, // [70:89] is the sub-list for method output_type
+	51, // [51:70] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_proto_ops_v1_ops_proto_init() }
@@ -2550,7 +3635,7 @@ func file_proto_ops_v1_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_ops_v1_ops_proto_rawDesc), len(file_proto_ops_v1_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

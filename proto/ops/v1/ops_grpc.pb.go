@@ -36,6 +36,11 @@ const (
 	Ops_AuditCheckpoint_FullMethodName       = "/vigil.ops.v1.Ops/AuditCheckpoint"
 	Ops_AuditRecords_FullMethodName          = "/vigil.ops.v1.Ops/AuditRecords"
 	Ops_AuditReport_FullMethodName           = "/vigil.ops.v1.Ops/AuditReport"
+	Ops_PlaceHold_FullMethodName             = "/vigil.ops.v1.Ops/PlaceHold"
+	Ops_ListHolds_FullMethodName             = "/vigil.ops.v1.Ops/ListHolds"
+	Ops_GetHold_FullMethodName               = "/vigil.ops.v1.Ops/GetHold"
+	Ops_ReleaseHold_FullMethodName           = "/vigil.ops.v1.Ops/ReleaseHold"
+	Ops_RetentionReport_FullMethodName       = "/vigil.ops.v1.Ops/RetentionReport"
 )
 
 // OpsClient is the client API for Ops service.
@@ -60,6 +65,13 @@ type OpsClient interface {
 	AuditCheckpoint(ctx context.Context, in *AuditCheckpointRequest, opts ...grpc.CallOption) (*AuditCheckpointResponse, error)
 	AuditRecords(ctx context.Context, in *AuditRecordsRequest, opts ...grpc.CallOption) (*AuditRecordsResponse, error)
 	AuditReport(ctx context.Context, in *AuditReportRequest, opts ...grpc.CallOption) (*AuditReportResponse, error)
+	// Judicial holds (officers place and release; auditors may read).
+	PlaceHold(ctx context.Context, in *PlaceHoldRequest, opts ...grpc.CallOption) (*PlaceHoldResponse, error)
+	ListHolds(ctx context.Context, in *ListHoldsRequest, opts ...grpc.CallOption) (*ListHoldsResponse, error)
+	GetHold(ctx context.Context, in *GetHoldRequest, opts ...grpc.CallOption) (*GetHoldResponse, error)
+	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error)
+	// Evidence that retention is enforced, per district and camera.
+	RetentionReport(ctx context.Context, in *RetentionReportRequest, opts ...grpc.CallOption) (*RetentionReportResponse, error)
 }
 
 type opsClient struct {
@@ -210,6 +222,56 @@ func (c *opsClient) AuditReport(ctx context.Context, in *AuditReportRequest, opt
 	return out, nil
 }
 
+func (c *opsClient) PlaceHold(ctx context.Context, in *PlaceHoldRequest, opts ...grpc.CallOption) (*PlaceHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlaceHoldResponse)
+	err := c.cc.Invoke(ctx, Ops_PlaceHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) ListHolds(ctx context.Context, in *ListHoldsRequest, opts ...grpc.CallOption) (*ListHoldsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHoldsResponse)
+	err := c.cc.Invoke(ctx, Ops_ListHolds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) GetHold(ctx context.Context, in *GetHoldRequest, opts ...grpc.CallOption) (*GetHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHoldResponse)
+	err := c.cc.Invoke(ctx, Ops_GetHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseHoldResponse)
+	err := c.cc.Invoke(ctx, Ops_ReleaseHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) RetentionReport(ctx context.Context, in *RetentionReportRequest, opts ...grpc.CallOption) (*RetentionReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetentionReportResponse)
+	err := c.cc.Invoke(ctx, Ops_RetentionReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OpsServer is the server API for Ops service.
 // All implementations must embed UnimplementedOpsServer
 // for forward compatibility.
@@ -232,6 +294,13 @@ type OpsServer interface {
 	AuditCheckpoint(context.Context, *AuditCheckpointRequest) (*AuditCheckpointResponse, error)
 	AuditRecords(context.Context, *AuditRecordsRequest) (*AuditRecordsResponse, error)
 	AuditReport(context.Context, *AuditReportRequest) (*AuditReportResponse, error)
+	// Judicial holds (officers place and release; auditors may read).
+	PlaceHold(context.Context, *PlaceHoldRequest) (*PlaceHoldResponse, error)
+	ListHolds(context.Context, *ListHoldsRequest) (*ListHoldsResponse, error)
+	GetHold(context.Context, *GetHoldRequest) (*GetHoldResponse, error)
+	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error)
+	// Evidence that retention is enforced, per district and camera.
+	RetentionReport(context.Context, *RetentionReportRequest) (*RetentionReportResponse, error)
 	mustEmbedUnimplementedOpsServer()
 }
 
@@ -283,6 +352,21 @@ func (UnimplementedOpsServer) AuditRecords(context.Context, *AuditRecordsRequest
 }
 func (UnimplementedOpsServer) AuditReport(context.Context, *AuditReportRequest) (*AuditReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuditReport not implemented")
+}
+func (UnimplementedOpsServer) PlaceHold(context.Context, *PlaceHoldRequest) (*PlaceHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlaceHold not implemented")
+}
+func (UnimplementedOpsServer) ListHolds(context.Context, *ListHoldsRequest) (*ListHoldsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHolds not implemented")
+}
+func (UnimplementedOpsServer) GetHold(context.Context, *GetHoldRequest) (*GetHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHold not implemented")
+}
+func (UnimplementedOpsServer) ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseHold not implemented")
+}
+func (UnimplementedOpsServer) RetentionReport(context.Context, *RetentionReportRequest) (*RetentionReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetentionReport not implemented")
 }
 func (UnimplementedOpsServer) mustEmbedUnimplementedOpsServer() {}
 func (UnimplementedOpsServer) testEmbeddedByValue()             {}
@@ -557,6 +641,96 @@ func _Ops_AuditReport_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ops_PlaceHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlaceHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).PlaceHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_PlaceHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).PlaceHold(ctx, req.(*PlaceHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_ListHolds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHoldsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).ListHolds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_ListHolds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).ListHolds(ctx, req.(*ListHoldsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_GetHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).GetHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_GetHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).GetHold(ctx, req.(*GetHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_ReleaseHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).ReleaseHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_ReleaseHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).ReleaseHold(ctx, req.(*ReleaseHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_RetentionReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetentionReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).RetentionReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_RetentionReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).RetentionReport(ctx, req.(*RetentionReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Ops_ServiceDesc is the grpc.ServiceDesc for Ops service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -619,6 +793,26 @@ var Ops_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuditReport",
 			Handler:    _Ops_AuditReport_Handler,
+		},
+		{
+			MethodName: "PlaceHold",
+			Handler:    _Ops_PlaceHold_Handler,
+		},
+		{
+			MethodName: "ListHolds",
+			Handler:    _Ops_ListHolds_Handler,
+		},
+		{
+			MethodName: "GetHold",
+			Handler:    _Ops_GetHold_Handler,
+		},
+		{
+			MethodName: "ReleaseHold",
+			Handler:    _Ops_ReleaseHold_Handler,
+		},
+		{
+			MethodName: "RetentionReport",
+			Handler:    _Ops_RetentionReport_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
