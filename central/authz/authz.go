@@ -38,6 +38,15 @@ var (
 	footage = []users.Role{users.RoleOperator, users.RoleOfficer, users.RoleAuditor}
 	// auditors read the access audit log.
 	auditors = []users.Role{users.RoleAuditor}
+	// officers place and release judicial holds (DESIGN.md: the
+	// responsible officer).
+	officers = []users.Role{users.RoleOfficer}
+	// holdReaders see holds: the officers who place them and the auditors
+	// who check them. Not operators: a hold names a judicial case.
+	holdReaders = []users.Role{users.RoleOfficer, users.RoleAuditor}
+	// retentionReaders see the retention evidence: it holds no footage, and
+	// administrators run the retention it proves.
+	retentionReaders = []users.Role{users.RoleOfficer, users.RoleAuditor, users.RoleAdmin}
 )
 
 // rules is the whole policy of the Ops service. A method missing here is
@@ -67,6 +76,15 @@ var rules = map[string]rule{
 	opsv1.Ops_AuditCheckpoint_FullMethodName: {roles: auditors},
 	opsv1.Ops_AuditRecords_FullMethodName:    {roles: auditors},
 	opsv1.Ops_AuditReport_FullMethodName:     {roles: auditors},
+
+	// Judicial holds. The server checks every district of a hold's cameras
+	// against the officer's scope, and shows readers only what concerns
+	// their districts.
+	opsv1.Ops_PlaceHold_FullMethodName:       {roles: officers, district: true},
+	opsv1.Ops_ReleaseHold_FullMethodName:     {roles: officers, district: true},
+	opsv1.Ops_ListHolds_FullMethodName:       {roles: holdReaders, district: true},
+	opsv1.Ops_GetHold_FullMethodName:         {roles: holdReaders, district: true},
+	opsv1.Ops_RetentionReport_FullMethodName: {roles: retentionReaders, district: true},
 }
 
 // Public reports whether method may be called without a token (Login).

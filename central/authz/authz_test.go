@@ -108,6 +108,34 @@ var expected = map[string]map[users.Role]verdict{
 	opsv1.Ops_AuditCheckpoint_FullMethodName: auditorOnly,
 	opsv1.Ops_AuditRecords_FullMethodName:    auditorOnly,
 	opsv1.Ops_AuditReport_FullMethodName:     auditorOnly,
+	opsv1.Ops_PlaceHold_FullMethodName:       officerOnly,
+	opsv1.Ops_ReleaseHold_FullMethodName:     officerOnly,
+	opsv1.Ops_ListHolds_FullMethodName: {
+		users.RoleOperator: {deny, deny}, // a hold names a judicial case
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {allow, deny},
+		users.RoleAdmin:    {deny, deny},
+	},
+	opsv1.Ops_GetHold_FullMethodName: {
+		users.RoleOperator: {deny, deny},
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {allow, deny},
+		users.RoleAdmin:    {deny, deny},
+	},
+	opsv1.Ops_RetentionReport_FullMethodName: {
+		users.RoleOperator: {deny, deny},
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {allow, deny},
+		users.RoleAdmin:    {allow, deny},
+	},
+}
+
+// officerOnly: placing and releasing holds, within the officer's districts.
+var officerOnly = map[users.Role]verdict{
+	users.RoleOperator: {deny, deny},
+	users.RoleOfficer:  {allow, deny},
+	users.RoleAuditor:  {deny, deny},
+	users.RoleAdmin:    {deny, deny},
 }
 
 // scopedMethods are the RPCs that act on districts.
@@ -115,6 +143,11 @@ var scopedMethods = map[string]bool{
 	opsv1.Ops_CreateEnrollmentToken_FullMethodName: true,
 	opsv1.Ops_ListAgents_FullMethodName:            true,
 	opsv1.Ops_ListRecordings_FullMethodName:        true,
+	opsv1.Ops_PlaceHold_FullMethodName:             true,
+	opsv1.Ops_ReleaseHold_FullMethodName:           true,
+	opsv1.Ops_ListHolds_FullMethodName:             true,
+	opsv1.Ops_GetHold_FullMethodName:               true,
+	opsv1.Ops_RetentionReport_FullMethodName:       true,
 }
 
 // TestMatrix checks every role × every Ops RPC × a district in and out of

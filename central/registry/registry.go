@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -55,8 +56,19 @@ type Config struct {
 	// intact), in one durable append: the reports are applied (and
 	// acknowledged) only after it returns.
 	LinkJournal func(ctx context.Context, district string, links []JournalLink) error
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// OnNewOutbox, if set, is called when a district's agent comes with
+	// another outbox than before (it lost or restored its index, and with
+	// it what central had sent it), before the catalog starts over. An
+	// error refuses the connection, so that the agent comes back and it is
+	// called again.
+	OnNewOutbox func(district string) error
+	// OnAttach, if set, is called once an agent's link is up (after the
+	// Welcome is sent), to send it what waits for it. It must not block:
+	// the agent's messages, acknowledgements included, are read after it
+	// returns.
+	OnAttach func(district string)
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Registry implements agentv1.LinkServer.
@@ -78,6 +90,8 @@ type agentRecord struct {
 	FirstSeen   time.Time `json:"first_seen"`
 	LastSeen    time.Time `json:"last_seen"`
 	ClockOffset int64     `json:"clock_offset_ms"`
+	// Cameras are the camera ids the agent announced in its last hello.
+	Cameras []string `json:"cameras,omitempty"`
 }
 
 // conn is one live agent stream.
@@ -170,6 +184,20 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 		return err
 	}
 	defer r.detach(c)
+	if r.cfg.OnNewOutbox != nil {
+		// Before Begin records the new outbox: if this fails, the next
+		// connection still sees the outbox change and tries again.
+		prev, _, err := r.cfg.Catalog.Applied(district)
+		if err != nil {
+			return status.Errorf(codes.Internal, "%v", err)
+		}
+		if prev != "" && prev != hello.GetOutboxId() {
+			if err := r.cfg.OnNewOutbox(district); err != nil {
+				r.log.Error("new outbox: central could not prepare; the agent will retry", "district", district, "error", err)
+				return status.Errorf(codes.Unavailable, "central could not take the new outbox: %v", err)
+			}
+		}
+	}
 	applied, reset, err := r.cfg.Catalog.Begin(district, hello.GetOutboxId())
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
@@ -181,6 +209,7 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 		rec.Version = clip(hello.GetAgentVersion())
 		rec.LastSeen = now
 		rec.ClockOffset = c.clockOffset.Milliseconds()
+		rec.Cameras = hello.GetCameras()
 	}); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -190,6 +219,9 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 		CentralClock: timestamppb.New(now), AppliedSeq: applied,
 	}}}); err != nil {
 		return err
+	}
+	if r.cfg.OnAttach != nil {
+		r.cfg.OnAttach(district)
 	}
 
 	reports := make(chan *agentv1.Report, maxApplyBatch)
@@ -495,6 +527,45 @@ func (r *Registry) Agents() ([]Agent, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].District < out[j].District })
 	return out, nil
+}
+
+// Connected reports whether the district's agent has a live link.
+func (r *Registry) Connected(district string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.live[district] != nil
+}
+
+// KnownCameras returns the camera ids central knows of in a district: those
+// its agent announced when it last connected and those it reported a status
+// of (a camera removed from the agent's configuration may still have
+// footage). Sorted, without duplicates.
+func (r *Registry) KnownCameras(district string) ([]string, error) {
+	var out []string
+	err := r.cfg.DB.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketAgents).Get([]byte(district))
+		if v == nil {
+			return nil
+		}
+		var rec agentRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		out = append(out, rec.Cameras...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: agent %s: %w", district, err)
+	}
+	statuses, err := r.cfg.Catalog.Cameras(district)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range statuses {
+		out = append(out, st.GetCamera())
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
 }
 
 // ErrNotConnected means the district's agent has no live link.

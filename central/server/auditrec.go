@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,6 +32,11 @@ var methodActions = map[string]string{
 	opsv1.Ops_AuditCheckpoint_FullMethodName:       actions.AuditCheckpoint,
 	opsv1.Ops_AuditRecords_FullMethodName:          actions.AuditExport,
 	opsv1.Ops_AuditReport_FullMethodName:           actions.AuditReport,
+	opsv1.Ops_PlaceHold_FullMethodName:             actions.HoldPlace,
+	opsv1.Ops_ReleaseHold_FullMethodName:           actions.HoldRelease,
+	opsv1.Ops_ListHolds_FullMethodName:             actions.HoldList,
+	opsv1.Ops_GetHold_FullMethodName:               actions.HoldShow,
+	opsv1.Ops_RetentionReport_FullMethodName:       actions.RetentionReport,
 }
 
 // auditRecordFor is the record of a request, before its outcome is known:
@@ -59,6 +66,28 @@ func auditRecordFor(ctx context.Context, method string, req any) audit.Record {
 		t.From, t.To = validTime(r.GetSince()), validTime(r.GetUntil())
 		rec.Detail = audit.Clip("actor "+r.GetActor()+", action "+r.GetAction(), audit.MaxDetail)
 	case *opsv1.AuditReportRequest:
+		t.From = validTime(r.GetSince())
+	case *opsv1.PlaceHoldRequest:
+		// What was asked, as asked: a refusal is recorded with it. An
+		// accepted hold is recorded once per camera (holdRecords).
+		if cams := r.GetCameras(); len(cams) > 0 {
+			d, c, _ := strings.Cut(cams[0], "/")
+			t.District, t.Camera = audit.Clip(d, 64), audit.Clip(c, 64)
+		}
+		t.From, t.To = validTime(r.GetFrom()), validTime(r.GetTo())
+		rec.Reason = audit.Clip(r.GetReason(), audit.MaxText)
+		rec.Detail = audit.Clip(fmt.Sprintf("authority %q; case %q; cameras %s", r.GetAuthority(), r.GetCaseRef(),
+			strings.Join(r.GetCameras(), ",")), audit.MaxDetail)
+	case *opsv1.ReleaseHoldRequest:
+		t.Hold = audit.Clip(r.GetId(), 64)
+		rec.Reason = audit.Clip(r.GetReason(), audit.MaxText)
+	case *opsv1.GetHoldRequest:
+		t.Hold = audit.Clip(r.GetId(), 64)
+	case *opsv1.ListHoldsRequest:
+		if r.GetAll() {
+			rec.Detail = "released holds included"
+		}
+	case *opsv1.RetentionReportRequest:
 		t.From = validTime(r.GetSince())
 	}
 	return rec

@@ -53,13 +53,24 @@ func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	rec.Actor = audit.Actor{User: u.Name, Role: string(u.Role), Designation: u.Designation}
 	if err := authorizeRequest(u, info.FullMethod, req); err != nil {
-		rec.Outcome, rec.Detail = audit.OutcomeDenied, audit.Clip(err.Error(), audit.MaxDetail)
+		rec.Outcome, rec.Detail = audit.OutcomeDenied, refusalDetail(err.Error(), rec.Detail)
 		s.log.Warn("access denied", "user", u.Name, "role", u.Role, "method", info.FullMethod, "client", clientAddr(ctx))
 		s.recordRefusal(ctx, rec)
 		return nil, denied(err)
 	}
 	rec.Outcome = audit.OutcomeOK
-	if _, err := s.audit.Append(ctx, rec); err != nil {
+	// A change is checked before its record is written, changing nothing:
+	// a refusal (bad input, out of scope) is recorded as one, and the
+	// record of an accepted change carries what only the check knows (a
+	// new hold's id).
+	ctx, recs, err := s.prepare(ctx, u, info.FullMethod, req, rec)
+	if err != nil {
+		rec.Outcome, rec.Detail = audit.OutcomeDenied, refusalDetail(status.Convert(err).Message(), rec.Detail)
+		s.log.Warn("request refused", "user", u.Name, "role", u.Role, "method", info.FullMethod, "error", status.Convert(err).Message())
+		s.recordRefusal(ctx, rec)
+		return nil, err
+	}
+	if _, err := s.audit.AppendBatch(ctx, recs); err != nil {
 		s.log.Error("audit log unavailable: request refused", "user", u.Name, "method", info.FullMethod, "error", err)
 		return nil, status.Error(codes.Unavailable, "audit log unavailable: the request is refused")
 	}
@@ -162,6 +173,15 @@ func refusalSource(addr string) string {
 type quietEntry struct {
 	last    time.Time
 	skipped int
+}
+
+// refusalDetail is the detail of a refused request's record: why, and what
+// was asked when the request's record says more than its target.
+func refusalDetail(why, asked string) string {
+	if asked != "" {
+		why += " (asked: " + asked + ")"
+	}
+	return audit.Clip(why, audit.MaxDetail)
 }
 
 // recordRefusal records a refused request; the refusal stands whether or not

@@ -1,6 +1,7 @@
 // Package server wires central together: its database, its CA, the people
-// and their sessions, enrolment, the agent registry and catalog, and the two
-// gRPC listeners: one for agents (mutual TLS) and one for the CLI (TLS and a
+// and their sessions, enrolment, the agent registry and catalog, the hold
+// registry and the delivery of holds to agents, and the two gRPC
+// listeners: one for agents (mutual TLS) and one for the CLI (TLS and a
 // login token), each request authorised before it is served.
 package server
 
@@ -27,6 +28,7 @@ import (
 	"github.com/vigil-cctv/vigil/central/catalog"
 	"github.com/vigil-cctv/vigil/central/config"
 	"github.com/vigil-cctv/vigil/central/enroll"
+	"github.com/vigil-cctv/vigil/central/holds"
 	"github.com/vigil-cctv/vigil/central/pki"
 	"github.com/vigil-cctv/vigil/central/registry"
 	"github.com/vigil-cctv/vigil/central/users"
@@ -40,6 +42,9 @@ type Options struct {
 	Now    func() time.Time
 	// Users overrides the users store's options (tests use cheap hashing).
 	Users users.Options
+	// HoldRetryInterval is how often holds waiting for connected agents
+	// are sent again (holds.DefaultRetryInterval when zero).
+	HoldRetryInterval time.Duration
 }
 
 // Server is central.
@@ -54,6 +59,8 @@ type Server struct {
 	tokens   *enroll.Tokens
 	catalog  *catalog.Catalog
 	registry *registry.Registry
+	holds    *holds.Store
+	delivery *holds.Deliverer
 	audit    *audit.Log
 	auditKey string // the audit log's note verifier key
 
@@ -142,10 +149,28 @@ func (s *Server) open() error {
 	}
 	s.registry, err = registry.New(registry.Config{
 		DB: s.db, Catalog: s.catalog, District: s.agentDistrict, LinkJournal: s.linkJournal,
-		Now: s.opts.Now, Logger: s.opts.Logger,
+		// An agent that lost its index lost its holds too: send them
+		// again, and send whatever waits for an agent when it attaches.
+		OnNewOutbox: func(district string) error { _, err := s.holds.ResetDistrict(district); return err },
+		OnAttach:    func(district string) { s.delivery.Kick(district) },
+		Now:         s.opts.Now, Logger: s.opts.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	if s.holds, err = holds.New(holds.Config{
+		DB: s.db, KnownCameras: s.registry.KnownCameras, Now: s.opts.Now, Logger: s.opts.Logger,
+	}); err != nil {
+		return err
+	}
+	s.delivery, err = holds.NewDeliverer(holds.DelivererConfig{
+		Store: s.holds, Sender: s.registry, RetryInterval: s.opts.HoldRetryInterval, Logger: s.opts.Logger,
 	})
 	return err
 }
+
+// Holds gives access to the hold registry.
+func (s *Server) Holds() *holds.Store { return s.holds }
 
 // AuditKey is the note verifier key of central's audit log.
 func (s *Server) AuditKey() string { return s.auditKey }
@@ -263,6 +288,7 @@ func (s *Server) Run(ctx context.Context) error {
 	opsv1.RegisterOpsServer(apiSrv, &opsService{s: s})
 
 	go s.pruneFailedLogins(ctx)
+	s.delivery.Start()
 	errs := make(chan error, 2)
 	go func() { errs <- agentSrv.Serve(agentLis) }()
 	go func() { errs <- apiSrv.Serve(apiLis) }()
@@ -272,8 +298,11 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
-	// Agent streams never end by themselves: end them (waiting for their
-	// last batch to be applied), then let the servers finish.
+	// Hold deliveries under way are cancelled (what they did not finish
+	// stays pending, and is sent at the next start). Agent streams never
+	// end by themselves: end them (waiting for their last batch to be
+	// applied), then let the servers finish.
+	s.delivery.Close()
 	s.registry.Close()
 	stopped := make(chan struct{})
 	go func() {

@@ -132,6 +132,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"otto", "officer", nil},
 		{"aude", "auditor", nil},
 		{"adam", "admin", nil},
+		{"oskar", "officer", nil}, // places the holds the calls read and release
 	} {
 		if _, err := admin.AddUser(ctx, &opsv1.AddUserRequest{Name: u.name, Role: u.role, Districts: u.districts, Designation: "act 12/2026", Password: testPassword}); err != nil {
 			t.Fatal(err)
@@ -140,6 +141,25 @@ func TestAuthorizationMatrix(t *testing.T) {
 	now := timestamppb.Now()
 	hourAgo := timestamppb.New(time.Now().Add(-time.Hour))
 	n := 0
+	// Holds need cameras central knows, and holds to read and release.
+	for _, d := range []string{"north", "south"} {
+		c.connectAgent(t, c.agentTLS(t, d), d, "outbox-1", []string{"gate"}, nil).hangUp(c, d)
+	}
+	// Not otto: his sessions end when he changes his password below.
+	oskar := c.client(t, c.login(t, "oskar", testPassword))
+	holdOf := map[string]string{}
+	placeHold := func(cl opsv1.OpsClient, d string) (string, error) {
+		resp, err := cl.PlaceHold(ctx, &opsv1.PlaceHoldRequest{Cameras: []string{d + "/gate"}, From: hourAgo, To: now,
+			Authority: "Procura di Milano", CaseRef: "RG 1/2026", Reason: "matrix"})
+		return resp.GetHold().GetId(), err
+	}
+	for _, d := range []string{"north", "south"} {
+		id, err := placeHold(oskar, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		holdOf[d] = id
+	}
 	calls := map[string]func(cl opsv1.OpsClient, self, district string) error{
 		"WhoAmI": func(cl opsv1.OpsClient, _, _ string) error {
 			_, err := cl.WhoAmI(ctx, &opsv1.WhoAmIRequest{})
@@ -199,6 +219,30 @@ func TestAuthorizationMatrix(t *testing.T) {
 			_, err := cl.AuditReport(ctx, &opsv1.AuditReportRequest{Since: hourAgo})
 			return err
 		},
+		"PlaceHold": func(cl opsv1.OpsClient, _, d string) error {
+			_, err := placeHold(cl, d)
+			return err
+		},
+		"ReleaseHold": func(cl opsv1.OpsClient, _, d string) error {
+			id, err := placeHold(oskar, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cl.ReleaseHold(ctx, &opsv1.ReleaseHoldRequest{Id: id, Reason: "matrix"})
+			return err
+		},
+		"ListHolds": func(cl opsv1.OpsClient, _, _ string) error {
+			_, err := cl.ListHolds(ctx, &opsv1.ListHoldsRequest{All: true})
+			return err
+		},
+		"GetHold": func(cl opsv1.OpsClient, _, d string) error {
+			_, err := cl.GetHold(ctx, &opsv1.GetHoldRequest{Id: holdOf[d]})
+			return err
+		},
+		"RetentionReport": func(cl opsv1.OpsClient, _, _ string) error {
+			_, err := cl.RetentionReport(ctx, &opsv1.RetentionReportRequest{Since: hourAgo})
+			return err
+		},
 		"SetPassword(self)": func(cl opsv1.OpsClient, self, _ string) error {
 			_, err := cl.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: self, Password: testPassword, CurrentPassword: testPassword})
 			return err
@@ -207,11 +251,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// Allowed: role → call → districts in which it is allowed ("*" = both).
 	allowed := map[string]map[string]string{
 		"operator": {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "north", "SetPassword(self)": "*"},
-		"officer":  {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "*", "SetPassword(self)": "*"},
+		"officer": {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "*", "SetPassword(self)": "*",
+			"PlaceHold": "*", "ReleaseHold": "*", "ListHolds": "*", "GetHold": "*", "RetentionReport": "*"},
 		"auditor": {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "*", "SetPassword(self)": "*",
-			"AuditLog": "*", "AuditCheckpoint": "*", "AuditRecords": "*", "AuditReport": "*"},
+			"AuditLog": "*", "AuditCheckpoint": "*", "AuditRecords": "*", "AuditReport": "*",
+			"ListHolds": "*", "GetHold": "*", "RetentionReport": "*"},
 		"admin": {"WhoAmI": "*", "ListAgents": "*", "CreateEnrollmentToken": "*", "AddUser": "*", "ListUsers": "*",
-			"DisableUser": "*", "SetPassword(other)": "*", "SetPassword(self)": "*"},
+			"DisableUser": "*", "SetPassword(other)": "*", "SetPassword(self)": "*", "RetentionReport": "*"},
 	}
 	for _, who := range []struct{ name, role string }{{"olga", "operator"}, {"otto", "officer"}, {"aude", "auditor"}, {"adam", "admin"}} {
 		for call, do := range calls {

@@ -26,6 +26,8 @@ viewing for auditors.`,
 		newUserCommand(),
 		newAgentsCommand(),
 		newAuditCommand(),
+		newHoldCommand(),
+		newRetentionCommand(),
 	)
 	return root
 }
