@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-cctv/vigil/agent/config"
 	"github.com/vigil-cctv/vigil/agent/link"
+	"github.com/vigil-cctv/vigil/agent/retention"
 	"github.com/vigil-cctv/vigil/proto/actions"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/fs"
@@ -41,6 +42,8 @@ type Options struct {
 	OnStored func(storage.Segment)
 	// Store replaces the store named in the configuration (tests).
 	Store storage.ObjectStore
+	// SweepEvery overrides how often the retention sweeper runs (10s).
+	SweepEvery time.Duration
 }
 
 // Agent records one district.
@@ -54,6 +57,8 @@ type Agent struct {
 	uploads  *uploader
 	cameras  []*camera
 	link     *link.Link // nil when not enrolled with central
+	sweeper  *retention.Sweeper
+	holds    *retention.Holds
 	// reporting is set once the outbox has started: every index change is
 	// then queued for central, linked or not.
 	reporting bool
@@ -80,6 +85,9 @@ const (
 	AlarmLocalAPI       = "local_api_failed"
 	AlarmSpoolLost      = "spool_file_lost"
 	AlarmIdentity       = "identity"
+	AlarmClock          = "clock_offset"
+	AlarmHolds          = "holds"
+	AlarmNotRecording   = "not_recording"
 )
 
 // New opens the agent's store, index and spool. Nothing is recorded until
@@ -124,6 +132,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a.uploads = newUploader(a)
 	if err := a.setupLink(); err != nil {
+		ix.Close()
+		return nil, err
+	}
+	if err := a.setupRetention(); err != nil {
 		ix.Close()
 		return nil, err
 	}
@@ -206,6 +218,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.pruneJournal(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.runRetention(ctx) }()
 	if a.link != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.link.Run(ctx) }()

@@ -67,6 +67,7 @@ func (a *Agent) setupLink() error {
 	a.link, err = link.New(link.Config{
 		District: a.cfg.District, Central: id.Central, TLS: id.ClientTLS(), Index: a.index,
 		Version: Version, Cameras: cams, Heartbeat: a.heartbeat, Resync: a.resync, Logger: a.opts.Logger,
+		Commands: a.command,
 	})
 	return err
 }
@@ -121,7 +122,7 @@ func (a *Agent) resync(ctx context.Context) error {
 		return err
 	}
 	for _, c := range a.cameras {
-		p, err := link.CameraStatus(cameraStatusReport(c.status()), time.Now())
+		p, err := link.CameraStatus(a.cameraStatusReport(c.status()), time.Now())
 		if err != nil {
 			return err
 		}
@@ -157,9 +158,10 @@ func (a *Agent) updateSegment(id string, fn func(*storage.Segment) error) error 
 	return a.index.UpdateReported(id, fn, segmentStored)
 }
 
-func cameraStatusReport(st CameraStatus) *agentv1.CameraStatus {
+func (a *Agent) cameraStatusReport(st CameraStatus) *agentv1.CameraStatus {
 	return &agentv1.CameraStatus{
-		Camera: st.ID, State: string(st.Stream.State), Since: timestamppb.New(st.Stream.Since),
+		RetentionSeconds: int64(a.retentionOf(st.ID) / time.Second),
+		Camera:           st.ID, State: string(st.Stream.State), Since: timestamppb.New(st.Stream.Since),
 		LastError: clipText(st.Stream.LastError), Codec: string(st.Stream.Codec),
 		Width: int32(st.Stream.Width), Height: int32(st.Stream.Height),
 		Recording: st.Recording, Detector: clipText(st.Detector),
@@ -184,7 +186,7 @@ func (a *Agent) reportCameras(ctx context.Context) {
 	for {
 		for _, c := range a.cameras {
 			st := c.status()
-			cs := cameraStatusReport(st)
+			cs := a.cameraStatusReport(st)
 			if prev := last[st.ID]; prev != nil && prev.State == cs.State && prev.Detector == cs.Detector &&
 				prev.LastError == cs.LastError && prev.Recording == cs.Recording {
 				continue
@@ -216,9 +218,13 @@ type usageReporter interface {
 
 // heartbeat is the agent's state sent to central every few seconds.
 func (a *Agent) heartbeat() *agentv1.Heartbeat {
+	a.checkClock()
 	st := a.Status()
 	hb := &agentv1.Heartbeat{SpooledSegments: int64(st.Spooled)}
-	if u, ok := a.store.opened().(usageReporter); ok {
+	if c, ok := a.sweeper.LastCapacity(); ok && c.Total > 0 {
+		// What disk pressure is judged by (the quota when one is set).
+		hb.StorageUsedBytes, hb.StorageCapacityBytes = c.Used, c.Total
+	} else if u, ok := a.store.opened().(usageReporter); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if used, capacity, _, err := u.Usage(ctx); err == nil {
 			hb.StorageUsedBytes, hb.StorageCapacityBytes = used, capacity

@@ -36,6 +36,7 @@ type uploader struct {
 	queue    []*uploadJob
 	inFlight int
 	failures int // consecutive failures, any job
+	dropped  int // segments not recorded because the store was full of held footage
 	stopped  bool
 	// tracked holds the ids this run is storing or has stored, until the
 	// start-up reconciliation is done, so it does not take a segment stored
@@ -168,6 +169,9 @@ func (u *uploader) work(ctx context.Context) {
 			if failures == 0 {
 				u.a.clear(AlarmStoreFailing)
 			}
+			if !u.a.sweeper.Full() {
+				u.a.clear(AlarmNotRecording)
+			}
 		case errors.Is(err, errStopped):
 			return
 		case errors.Is(err, errSpoolGone):
@@ -205,6 +209,11 @@ func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 		}
 		return err
 	}
+	if a.sweeper.Full() {
+		// The store is full of held footage: nothing may be deleted to
+		// make room, so this segment is not recorded (alarm raised).
+		return u.dropFull(job)
+	}
 	f, err := os.Open(job.fin.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", errSpoolGone, err)
@@ -226,6 +235,13 @@ func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 		}
 		return fmt.Errorf("index: %w", err)
 	}
+	// A hold placed over a span still being recorded covers this segment
+	// (the index made it held): the store's legal hold follows.
+	if stored, err := a.index.Get(seg.ID); err == nil && stored.Held() {
+		if err := a.holds.Protect(ctx, stored); err != nil {
+			a.raise(AlarmHolds, fmt.Sprintf("segment %s is held but its store legal hold failed (the index keeps it): %v", seg.ID, err))
+		}
+	}
 	if err := os.Remove(job.fin.Path); err != nil {
 		// Stored and indexed: a leftover spool file is only stored again.
 		u.log.Warn("remove spool file", "path", job.fin.Path, "error", err)
@@ -235,6 +251,20 @@ func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 		"bytes", seg.Bytes, "key", seg.Key, "recovered", seg.Recovered)
 	if a.opts.OnStored != nil {
 		a.opts.OnStored(seg)
+	}
+	return nil
+}
+
+// dropFull discards a segment the full store cannot take.
+func (u *uploader) dropFull(job *uploadJob) error {
+	u.mu.Lock()
+	u.dropped++
+	n := u.dropped
+	u.mu.Unlock()
+	u.a.raise(AlarmNotRecording, fmt.Sprintf("%d segments not recorded: the store is full of held footage", n))
+	u.log.Error("segment not recorded: store full of held footage", "camera", job.camera, "id", job.fin.ID)
+	if err := os.Remove(job.fin.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove spool file: %w", err)
 	}
 	return nil
 }

@@ -99,6 +99,15 @@ type Motion struct {
 type Storage struct {
 	FS *FSStorage `yaml:"fs,omitempty"`
 	S3 *S3Storage `yaml:"s3,omitempty"`
+	// QuotaBytes caps what the district's footage may take. Required for
+	// disk-pressure shedding on s3; on fs the filesystem's own size and
+	// free space are used when it is zero.
+	QuotaBytes int64 `yaml:"quota_bytes,omitempty"`
+	// HighWatermark and LowWatermark are fractions of the capacity: above
+	// the high one the oldest unheld footage is deleted early, down to the
+	// low one (defaults 0.90 and 0.85).
+	HighWatermark float64 `yaml:"high_watermark,omitempty"`
+	LowWatermark  float64 `yaml:"low_watermark,omitempty"`
 }
 
 // FSStorage is the embedded filesystem store.
@@ -321,6 +330,12 @@ func (s *Storage) check() error {
 		return errors.New("storage: set either fs or s3, not both")
 	case s.FS == nil && s.S3 == nil:
 		return errors.New("storage: set fs or s3")
+	case s.QuotaBytes < 0:
+		return fmt.Errorf("storage.quota_bytes: %d is negative", s.QuotaBytes)
+	case s.HighWatermark < 0 || s.HighWatermark > 1 || s.LowWatermark < 0 || s.LowWatermark > 1:
+		return fmt.Errorf("storage: watermarks are fractions between 0 and 1 (got high %v, low %v)", s.HighWatermark, s.LowWatermark)
+	case s.HighWatermark != 0 && s.LowWatermark != 0 && s.LowWatermark >= s.HighWatermark:
+		return fmt.Errorf("storage: low_watermark %v must be below high_watermark %v", s.LowWatermark, s.HighWatermark)
 	case s.FS != nil:
 		if s.FS.Path == "" {
 			return errors.New("storage.fs.path: required")

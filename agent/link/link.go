@@ -60,6 +60,11 @@ type Config struct {
 	// of the district cannot be completed by resending: central lost or
 	// rolled back its state, or the agent's index was restored from a copy.
 	Resync func(context.Context) error
+	// Commands carries out central's commands other than Ping (holds). It
+	// runs in its own goroutine, so a long command (a hold over thousands
+	// of objects) does not hold up acknowledgements; it must be safe to
+	// run again for the same command (central resends until it hears back).
+	Commands func(context.Context, *agentv1.Command) *agentv1.CommandAck
 	// MinBackoff and MaxBackoff bound the wait between connection attempts
 	// (defaults 1s and 10s).
 	MinBackoff, MaxBackoff time.Duration
@@ -283,10 +288,23 @@ func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, s
 			l.status.Acked = max(l.status.Acked, seq)
 			l.mu.Unlock()
 		case *agentv1.CentralMessage_Command:
-			ack := l.handleCommand(ctx, body.Command)
-			if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil {
-				return fmt.Errorf("send: %w", err)
+			cmd := body.Command
+			if _, ping := cmd.Body.(*agentv1.Command_Ping); ping || l.cfg.Commands == nil {
+				ack := l.handleCommand(ctx, cmd)
+				if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil {
+					return fmt.Errorf("send: %w", err)
+				}
+				continue
 			}
+			go func() {
+				// The work finishes even if the connection drops: what
+				// is done stays done, and the resent command finds it so.
+				ack := l.cfg.Commands(context.WithoutCancel(ctx), cmd)
+				ack.RequestId = cmd.GetRequestId()
+				if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil && ctx.Err() == nil {
+					l.log.Warn("command acknowledgement not sent; central resends the command", "error", err)
+				}
+			}()
 		default:
 			return fmt.Errorf("unexpected message %T from central", msg.Body)
 		}
