@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -182,7 +184,12 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 			if firstUnplayable == "" {
 				firstUnplayable = key
 			}
-			a.log.Error("object in the store is not a playable segment; left alone", "key", key, "error", err)
+			// Footage all the same (a fragment of someone's image), so
+			// retention and holds must reach it: indexed as unplayable.
+			if err := a.indexUnplayable(ctx, store, kp); err != nil {
+				return res, err
+			}
+			a.log.Error("object in the store is not a playable segment; indexed as unplayable so that retention deletes it", "key", key, "error", err)
 			continue
 		}
 		if err != nil {
@@ -232,7 +239,7 @@ func (a *Agent) reconcile(ctx context.Context) (ReconcileResult, error) {
 		a.raise(AlarmMissingObjects, fmt.Sprintf("%d indexed segments are missing from the store (first: %s)", res.Missing, firstMissing))
 	}
 	if res.Unplayable > 0 {
-		a.raise(AlarmUnplayable, fmt.Sprintf("%d objects in the store are not playable segments and were not indexed (first: %s)", res.Unplayable, firstUnplayable))
+		a.raise(AlarmUnplayable, fmt.Sprintf("%d objects in the store are not playable segments; indexed as unplayable, they expire like any footage (first: %s)", res.Unplayable, firstUnplayable))
 	}
 	return res, nil
 }
@@ -280,4 +287,34 @@ func (a *Agent) indexOrphan(ctx context.Context, store storage.ObjectStore, kp s
 		return storage.Segment{}, err
 	}
 	return seg, nil
+}
+
+// CodecUnplayable marks an indexed object that is not a playable segment:
+// kept under retention and holds like any footage, never offered for
+// playback.
+const CodecUnplayable = "unplayable"
+
+// indexUnplayable indexes an object that is not a playable segment, with
+// the start its key gives, so that it expires (and can be held) like the
+// footage it is a piece of.
+func (a *Agent) indexUnplayable(ctx context.Context, store storage.ObjectStore, kp storage.KeyParts) error {
+	key := storage.SegmentKey(kp.District, kp.Camera, kp.Start, kp.ID)
+	rc, _, err := store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	seg := storage.Segment{
+		ID: kp.ID, District: kp.District, Camera: kp.Camera,
+		Start: kp.Start, End: kp.Start.Add(time.Second),
+		Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil)), Codec: CodecUnplayable,
+		Key: key, Recovered: true,
+	}
+	seg.Expires = seg.Start.Add(a.retentionOf(kp.Camera))
+	return a.indexSegment(ctx, &seg)
 }

@@ -57,7 +57,8 @@ func putFile(t *testing.T, store storage.ObjectStore, key, path string) {
 // TestReconcile covers the three disagreements between index and store: an
 // object without an entry (indexed), an entry without an object (marked
 // missing, alarmed), and an object that is not a playable segment (left
-// alone, alarmed). Nothing is ever deleted.
+// alone, alarmed; indexed as unplayable so that it expires). Nothing is ever
+// deleted.
 func TestReconcile(t *testing.T) {
 	cfg := testConfig(t, config.Camera{ID: "cam", URL: "rtsp://127.0.0.1:1/x"})
 	a, err := New(cfg, Options{})
@@ -128,8 +129,12 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.index.Get(junkParts.ID); err == nil {
-		t.Error("unplayable object was indexed")
+	// Indexed as unplayable so that retention reaches it, never deleted
+	// by reconciliation.
+	junkSeg, err := a.index.Get(junkParts.ID)
+	if err != nil || junkSeg.Codec != CodecUnplayable || junkSeg.Bytes != int64(len(junk)) ||
+		!junkSeg.Expires.Equal(junkSeg.Start.Add(24*time.Hour)) || !junkSeg.Start.Equal(junkParts.Start) {
+		t.Errorf("unplayable object indexed as %+v (%v)", junkSeg, err)
 	}
 	if _, err := a.store.opened().Stat(ctx, junkKey); err != nil {
 		t.Errorf("unplayable object was touched: %v", err)

@@ -2,8 +2,18 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/vigil-cctv/vigil/agent/config"
+	"github.com/vigil-cctv/vigil/agent/segmenter"
+	"github.com/vigil-cctv/vigil/proto/actions"
 
 	"github.com/vigil-cctv/vigil/agent/link"
 	"github.com/vigil-cctv/vigil/agent/retention"
@@ -131,7 +141,86 @@ func (a *Agent) runRetention(ctx context.Context) {
 	if err := a.holds.Resume(ctx); err != nil {
 		a.raise(AlarmHolds, fmt.Sprintf("holds not fully in force in the store: %v", err))
 	}
+	go a.sweepQuarantineEvery(ctx, time.Minute/2)
 	a.sweeper.Run(ctx)
+}
+
+// sweepQuarantineEvery applies retention to spool files set aside as not
+// segments (quarantine): they hold pieces of footage too, and must not
+// outlive it.
+func (a *Agent) sweepQuarantineEvery(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		a.sweepQuarantine(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweepQuarantine deletes quarantined files whose start (from their name,
+// "<camera>-<start-ms>-<id>.mp4[.part]"; else their modification time less
+// the longest a segment may last) is older than the camera's retention.
+func (a *Agent) sweepQuarantine(ctx context.Context) {
+	dir := filepath.Join(a.cfg.DataDir, quarantineDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			a.raise(retention.AlarmDeletionFailed, fmt.Sprintf("quarantine: %v", err))
+		}
+		return
+	}
+	now := a.expiryNow()
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		camera, start, ok := quarantinedStart(e.Name())
+		if !ok {
+			info, err := e.Info()
+			if err != nil {
+				continue
+			}
+			start = info.ModTime().Add(-config.MaxSegmentLength)
+		}
+		if now.Before(start.Add(a.retentionOf(camera))) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			a.raise(retention.AlarmDeletionFailed, fmt.Sprintf("quarantined file %s past retention not deleted: %v", path, err))
+			continue
+		}
+		a.journal(ctx, index.JournalEntry{Time: time.Now(), Action: actions.SegmentDeleted, Camera: validCamera(camera),
+			Detail: clipText(fmt.Sprintf("reason retention; quarantined spool file %s; start %s", e.Name(), start.UTC().Format(time.RFC3339Nano)))})
+	}
+}
+
+// quarantinedStart reads the camera and start of a quarantined file name.
+func quarantinedStart(name string) (camera string, start time.Time, ok bool) {
+	base := strings.TrimSuffix(strings.TrimSuffix(name, segmenter.PartSuffix), segmenter.CompleteSuffix)
+	// The camera id may itself contain '-': the start is the second-last
+	// field.
+	parts := strings.Split(base, "-")
+	if len(parts) < 3 {
+		return "", time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(parts[len(parts)-2], 10, 64)
+	if err != nil || ms <= 0 {
+		return "", time.Time{}, false
+	}
+	return strings.Join(parts[:len(parts)-2], "-"), time.UnixMilli(ms), true
+}
+
+// validCamera is camera if it is a valid id, else "" (for the log).
+func validCamera(camera string) string {
+	if storage.ValidateName("camera", camera) != nil {
+		return ""
+	}
+	return camera
 }
 
 // command carries out central's hold commands.

@@ -30,9 +30,9 @@ const (
 	DefaultPreRoll   = 5 * time.Second
 	DefaultPostRoll  = 10 * time.Second
 	DefaultMaxLength = 60 * time.Second
-	// maxSegmentLength bounds max_length: a segment is the unit of deletion,
+	// MaxSegmentLength bounds max_length: a segment is the unit of deletion,
 	// so a huge one would keep footage past its expiry for too long.
-	maxSegmentLength = 10 * time.Minute
+	MaxSegmentLength = 10 * time.Minute
 	maxRoll          = 60 * time.Second
 )
 
@@ -256,7 +256,7 @@ func (cam *Camera) checkAndSetDefaults(districtRetention Duration) error {
 	if err := defaultDuration("post_roll", &cam.PostRoll, DefaultPostRoll, 0, maxRoll); err != nil {
 		return err
 	}
-	if err := defaultDuration("max_length", &cam.MaxLength, DefaultMaxLength, time.Second, maxSegmentLength); err != nil {
+	if err := defaultDuration("max_length", &cam.MaxLength, DefaultMaxLength, time.Second, MaxSegmentLength); err != nil {
 		return err
 	}
 	if cam.Retention == 0 {

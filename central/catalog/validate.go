@@ -35,9 +35,11 @@ var (
 		actions.SegmentDeleteFailed: true, actions.StorageFull: true, actions.StorageResumed: true,
 		actions.MaintenanceAccess: true, actions.AgentStarted: true,
 	}
-	cameraStates   = map[string]bool{"connecting": true, "up": true, "down": true}
-	deleteReasons  = map[string]bool{"retention": true, "pressure": true, "missing": true}
-	segmentCodecs  = map[string]bool{"h264": true, "h265": true}
+	cameraStates  = map[string]bool{"connecting": true, "up": true, "down": true}
+	deleteReasons = map[string]bool{"retention": true, "pressure": true, "missing": true}
+	// "unplayable": an object in the agent's store that is not a playable
+	// segment, indexed so that retention and holds reach it.
+	segmentCodecs  = map[string]bool{"h264": true, "h265": true, "unplayable": true}
 	earliestReport = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
