@@ -89,6 +89,15 @@ func TestParseErrors(t *testing.T) {
 		{"unknown camera key", func(s string) string {
 			return strings.Replace(s, "    mode: continuous", "    mode: continuous\n    zoom: 3", 1)
 		}, "field zoom not found"},
+		{"quota negative", func(s string) string {
+			return strings.Replace(s, "    path: /srv/footage\n", "    path: /srv/footage\n  quota_bytes: -5\n", 1)
+		}, "quota_bytes: -5 is negative"},
+		{"watermark above 1", func(s string) string {
+			return strings.Replace(s, "    path: /srv/footage\n", "    path: /srv/footage\n  high_watermark: 90\n", 1)
+		}, "watermarks are fractions"},
+		{"watermarks inverted", func(s string) string {
+			return strings.Replace(s, "    path: /srv/footage\n", "    path: /srv/footage\n  high_watermark: 0.5\n  low_watermark: 0.7\n", 1)
+		}, "must be below high_watermark"},
 		{"retention 8d", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 8d", 1) }, "above the legal maximum of 7d"},
 		{"retention 169h", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 169h", 1) }, "above the legal maximum"},
 		{"retention 7d1s", func(s string) string { return strings.Replace(s, "retention: 7d", "retention: 7d1s", 1) }, "above the legal maximum"},
