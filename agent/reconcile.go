@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-cctv/vigil/agent/config"
 	"github.com/vigil-cctv/vigil/agent/segmenter"
 	"github.com/vigil-cctv/vigil/proto/actions"
 	"github.com/vigil-cctv/vigil/storage"
@@ -283,10 +284,27 @@ func (a *Agent) indexOrphan(ctx context.Context, store storage.ObjectStore, kp s
 		Key: key, Recovered: true,
 	}
 	seg.Expires = seg.Start.Add(a.retentionOf(kp.Camera))
+	if err := keepStoreHold(ctx, store, &seg); err != nil {
+		return storage.Segment{}, err
+	}
 	if err := a.indexSegment(ctx, &seg); err != nil {
 		return storage.Segment{}, err
 	}
 	return seg, nil
+}
+
+// keepStoreHold marks a segment found in the store held when its object
+// carries a legal hold: the index that knew which hold was lost, and the
+// store's word is kept until central's holds arrive again.
+func keepStoreHold(ctx context.Context, store storage.ObjectStore, seg *storage.Segment) error {
+	on, err := store.LegalHold(ctx, seg.Key)
+	if err != nil {
+		return fmt.Errorf("legal hold of %s: %w", seg.Key, err)
+	}
+	if on {
+		seg.HeldBy = []string{index.PlaceholderHold}
+	}
+	return nil
 }
 
 // CodecUnplayable marks an indexed object that is not a playable segment:
@@ -311,10 +329,15 @@ func (a *Agent) indexUnplayable(ctx context.Context, store storage.ObjectStore, 
 	}
 	seg := storage.Segment{
 		ID: kp.ID, District: kp.District, Camera: kp.Camera,
-		Start: kp.Start, End: kp.Start.Add(time.Second),
+		// Its length is unknown: the longest a segment may last, so that
+		// a hold over any part of it covers it.
+		Start: kp.Start, End: kp.Start.Add(config.MaxSegmentLength),
 		Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil)), Codec: CodecUnplayable,
 		Key: key, Recovered: true,
 	}
 	seg.Expires = seg.Start.Add(a.retentionOf(kp.Camera))
+	if err := keepStoreHold(ctx, store, &seg); err != nil {
+		return err
+	}
 	return a.indexSegment(ctx, &seg)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +99,11 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The orphan's object carries a legal hold: the hold that placed it
+	// was in the index that was lost.
+	if err := a.store.opened().SetLegalHold(ctx, segs[1].Key, true); err != nil {
+		t.Fatal(err)
+	}
 	res, err := a.reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +114,9 @@ func TestReconcile(t *testing.T) {
 	got, err := a.index.Get(segs[1].ID)
 	if err != nil {
 		t.Fatalf("orphan not indexed: %v", err)
+	}
+	if !slices.Equal(got.HeldBy, []string{index.PlaceholderHold}) {
+		t.Errorf("orphan under a store legal hold indexed as held by %v", got.HeldBy)
 	}
 	if got.SHA256 != segs[1].SHA256 || got.Bytes != segs[1].Bytes || got.Codec != "h264" || !got.Recovered {
 		t.Errorf("orphan indexed as %+v, want %+v", got, segs[1])

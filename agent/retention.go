@@ -63,14 +63,15 @@ func (a *Agent) logged(e index.JournalEntry) *index.Logged {
 }
 
 // expiryNow is the clock expiry is judged by: the agent's, but never ahead
-// of central's as last measured. Deleting early cannot be undone; an agent
-// clock running ahead (a bad NTP step) would otherwise destroy footage
-// before its time. A clock running behind is alarmed (statusAlarms).
+// of central's (estimated from its last Welcome and this process's
+// monotonic clock). Deleting early cannot be undone; an agent clock
+// running ahead (a bad NTP step) would otherwise destroy footage before
+// its time. A clock running behind is alarmed (checkClock).
 func (a *Agent) expiryNow() time.Time {
 	now := time.Now()
 	if a.link != nil {
-		if off := a.link.Status().ClockOffset; off > 0 {
-			now = now.Add(-off)
+		if central, ok := a.link.CentralNow(); ok && central.Before(now) {
+			return central
 		}
 	}
 	return now
@@ -188,6 +189,9 @@ func (a *Agent) sweepQuarantine(ctx context.Context) {
 		}
 		if now.Before(start.Add(a.retentionOf(camera))) {
 			continue
+		}
+		if held, err := a.index.Covering(a.cfg.District, validCamera(camera), start, start.Add(config.MaxSegmentLength)); err != nil || len(held) > 0 {
+			continue // footage a hold covers, or cannot tell: kept
 		}
 		path := filepath.Join(dir, e.Name())
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/config"
 	"github.com/vigil-cctv/vigil/proto/actions"
+	"github.com/vigil-cctv/vigil/storage/index"
 )
 
 func TestQuarantinedStart(t *testing.T) {
@@ -57,5 +59,45 @@ func TestQuarantineExpires(t *testing.T) {
 	entries, _ := a.index.JournalEntries(1, 10)
 	if len(entries) != 1 || entries[0].Action != actions.SegmentDeleted || !strings.Contains(entries[0].Detail, old) {
 		t.Fatalf("log %+v", entries)
+	}
+}
+
+// A segment that waited in the spool past its retention (the store was
+// down for days) is destroyed, not stored; one a hold covers is stored.
+func TestSpooledPastRetention(t *testing.T) {
+	cfg := testConfig(t, config.Camera{ID: "cam", URL: "rtsp://127.0.0.1:1/x", Retention: config.Duration(time.Minute)})
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeStorage()
+	ctx := context.Background()
+	fins := recordSegments(t, 2) // recorded an hour ago
+	if err := a.uploads.upload(ctx, &uploadJob{camera: "cam", fin: fins[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fins[0].Path); !os.IsNotExist(err) {
+		t.Fatalf("expired spool file kept: %v", err)
+	}
+	if n, _ := a.index.Count(); n != 0 {
+		t.Fatal("expired segment stored")
+	}
+	entries, _ := a.index.JournalEntries(1, 10)
+	if len(entries) != 1 || entries[0].Action != actions.SegmentDeleted || !strings.Contains(entries[0].Detail, "never stored") {
+		t.Fatalf("log %+v", entries)
+	}
+	seg := fins[1].Segment(cfg.District, "cam")
+	if _, err := a.holds.Apply(ctx, index.Hold{ID: "h1", District: cfg.District, Cameras: []string{"cam"}, From: seg.Start, To: seg.End}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.uploads.upload(ctx, &uploadJob{camera: "cam", fin: fins[1]}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.index.Get(seg.ID)
+	if err != nil || !slices.Equal(got.HeldBy, []string{"h1"}) {
+		t.Fatalf("held spooled segment: %+v %v", got, err)
+	}
+	if on, _ := a.store.opened().LegalHold(ctx, got.Key); !on {
+		t.Fatal("held segment stored without the store's legal hold")
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vigil-cctv/vigil/proto/actions"
+	"github.com/vigil-cctv/vigil/storage"
+	"github.com/vigil-cctv/vigil/storage/index"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -202,6 +205,15 @@ func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 	a := u.a
 	seg := job.fin.Segment(a.cfg.District, job.camera)
 	seg.Expires = seg.Start.Add(a.retentionOf(job.camera))
+	held, err := a.index.Covering(seg.District, seg.Camera, seg.Start, seg.End)
+	if err != nil {
+		return err
+	}
+	if len(held) == 0 && !a.expiryNow().Before(seg.Expires) {
+		// It waited in the spool past its retention (the store was
+		// unreachable that long): it must not be kept now.
+		return u.dropExpired(job, seg)
+	}
 	store, err := a.store.get(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -209,10 +221,14 @@ func (u *uploader) upload(ctx context.Context, job *uploadJob) error {
 		}
 		return err
 	}
-	if a.sweeper.Full() {
+	switch {
+	case a.sweeper.Full() && len(held) == 0:
 		// The store is full of held footage: nothing may be deleted to
 		// make room, so this segment is not recorded (alarm raised).
 		return u.dropFull(job)
+	case a.sweeper.Full():
+		// A hold covers it: kept in the spool until there is room.
+		return errors.New("store full of held footage; this segment is held and waits in the spool")
 	}
 	f, err := os.Open(job.fin.Path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -266,6 +282,19 @@ func (u *uploader) dropFull(job *uploadJob) error {
 	if err := os.Remove(job.fin.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove spool file: %w", err)
 	}
+	return nil
+}
+
+// dropExpired destroys a spool file whose footage is past its retention,
+// recording the deletion like the sweeper's.
+func (u *uploader) dropExpired(job *uploadJob, seg storage.Segment) error {
+	if err := os.Remove(job.fin.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove expired spool file: %w", err)
+	}
+	u.a.journal(context.Background(), index.JournalEntry{Time: time.Now(), Action: actions.SegmentDeleted, Camera: seg.Camera, Segment: seg.ID,
+		Detail: clipText(fmt.Sprintf("reason retention; never stored (it waited in the spool past its expiry); sha256 %s; start %s; expires %s",
+			seg.SHA256, seg.Start.UTC().Format(time.RFC3339Nano), seg.Expires.UTC().Format(time.RFC3339Nano)))})
+	u.log.Warn("spooled segment past its retention deleted without being stored", "camera", seg.Camera, "id", seg.ID)
 	return nil
 }
 

@@ -60,10 +60,11 @@ type Config struct {
 	// of the district cannot be completed by resending: central lost or
 	// rolled back its state, or the agent's index was restored from a copy.
 	Resync func(context.Context) error
-	// Commands carries out central's commands other than Ping (holds). It
-	// runs in its own goroutine, so a long command (a hold over thousands
-	// of objects) does not hold up acknowledgements; it must be safe to
-	// run again for the same command (central resends until it hears back).
+	// Commands carries out central's commands other than Ping (holds), one
+	// at a time in arrival order, beside the receive loop, so that a long
+	// command (a hold over thousands of objects) does not hold up
+	// acknowledgements. It must be safe to run again for the same command
+	// (central resends until it hears back).
 	Commands func(context.Context, *agentv1.Command) *agentv1.CommandAck
 	// MinBackoff and MaxBackoff bound the wait between connection attempts
 	// (defaults 1s and 10s).
@@ -84,11 +85,27 @@ type Status struct {
 
 // Link keeps the connection to central.
 type Link struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	commands chan queuedCommand
 
 	mu     sync.Mutex
 	status Status
+	// centralAt is central's clock at the last Welcome, centralSeenAt when
+	// it arrived (with its monotonic reading).
+	centralAt, centralSeenAt time.Time
+}
+
+// CentralNow estimates central's clock now: its clock at the last Welcome
+// plus the time elapsed since on this process's monotonic clock. ok is
+// false before the first Welcome.
+func (l *Link) CentralNow() (now time.Time, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.centralSeenAt.IsZero() {
+		return time.Time{}, false
+	}
+	return l.centralAt.Add(time.Since(l.centralSeenAt)), true
 }
 
 // New checks the configuration.
@@ -116,7 +133,7 @@ func New(cfg Config) (*Link, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Link{cfg: cfg, log: cfg.Logger.With("component", "link", "central", cfg.Central)}, nil
+	return &Link{cfg: cfg, log: cfg.Logger.With("component", "link", "central", cfg.Central), commands: make(chan queuedCommand, 64)}, nil
 }
 
 // Status returns a snapshot.
@@ -155,6 +172,9 @@ func (l *Link) Run(ctx context.Context) error {
 		return fmt.Errorf("link: %w", err)
 	}
 	defer conn.Close()
+	if l.cfg.Commands != nil {
+		go l.runCommands(ctx)
+	}
 	client := agentv1.NewLinkClient(conn)
 	failures := 0
 	for ctx.Err() == nil {
@@ -248,6 +268,9 @@ func (l *Link) session(ctx context.Context, client agentv1.LinkClient) error {
 	l.mu.Lock()
 	l.status.Acked = welcome.GetAppliedSeq()
 	l.status.ClockOffset = offset
+	// Central's clock then, against this process's monotonic clock: what
+	// CentralNow extrapolates, unaffected by later steps of the wall clock.
+	l.centralAt, l.centralSeenAt = welcome.GetCentralClock().AsTime().Add(rtt/2), time.Now()
 	l.mu.Unlock()
 	l.setConnected(true, nil)
 	if offset > 2*time.Second || offset < -2*time.Second {
@@ -296,17 +319,42 @@ func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, s
 				}
 				continue
 			}
-			go func() {
-				// The work finishes even if the connection drops: what
-				// is done stays done, and the resent command finds it so.
-				ack := l.cfg.Commands(context.WithoutCancel(ctx), cmd)
-				ack.RequestId = cmd.GetRequestId()
-				if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil && ctx.Err() == nil {
-					l.log.Warn("command acknowledgement not sent; central resends the command", "error", err)
+			select {
+			case l.commands <- queuedCommand{cmd: cmd, send: send}:
+			default:
+				ack := &agentv1.CommandAck{RequestId: cmd.GetRequestId(), Error: "agent busy: too many commands queued; resend later"}
+				if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil {
+					return fmt.Errorf("send: %w", err)
 				}
-			}()
+			}
 		default:
 			return fmt.Errorf("unexpected message %T from central", msg.Body)
+		}
+	}
+}
+
+// queuedCommand is a command waiting for the command worker, with the
+// send function of the connection it came on (its ack goes back there).
+type queuedCommand struct {
+	cmd  *agentv1.Command
+	send func(*agentv1.AgentMessage) error
+}
+
+// runCommands carries out queued commands one at a time, in the order they
+// arrived across connections: a hold's release is never handled before its
+// apply. The work finishes even if its connection dropped (what is done
+// stays done, and the resent command finds it so).
+func (l *Link) runCommands(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case q := <-l.commands:
+			ack := l.cfg.Commands(context.WithoutCancel(ctx), q.cmd)
+			ack.RequestId = q.cmd.GetRequestId()
+			if err := q.send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil && ctx.Err() == nil {
+				l.log.Warn("command acknowledgement not sent; central resends the command", "error", err)
+			}
 		}
 	}
 }

@@ -37,7 +37,7 @@ type Holds struct {
 func (hs *Holds) Apply(ctx context.Context, h index.Hold) (int, error) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	covered, err := hs.Index.ApplyHold(ctx, h, func(c []storage.Segment) *index.Logged {
+	app, err := hs.Index.ApplyHold(ctx, h, func(c []storage.Segment) *index.Logged {
 		return hs.Log(index.JournalEntry{Time: hs.now(), Action: actions.HoldApplied,
 			Detail: fmt.Sprintf("hold %s (authority %q, case %q): %d segments of %s from %s to %s", h.ID, h.Authority, h.Case,
 				len(c), strings.Join(h.Cameras, ","), h.From.UTC().Format(time.RFC3339), h.To.UTC().Format(time.RFC3339))})
@@ -45,15 +45,21 @@ func (hs *Holds) Apply(ctx context.Context, h index.Hold) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := hs.setLegalHolds(ctx, covered, true); err != nil {
+	// A resent hold already applied needs the store's legal hold only on
+	// what it newly covers.
+	todo := app.Covered
+	if app.WasApplied {
+		todo = app.Added
+	}
+	if err := hs.setLegalHolds(ctx, todo, true); err != nil {
 		// In force in the index already: nothing can delete the
 		// segments; the state stays "applying" and is retried.
-		return len(covered), err
+		return len(app.Covered), err
 	}
 	if err := hs.Index.SetHoldState(ctx, h.ID, index.HoldApplied); err != nil {
-		return len(covered), err
+		return len(app.Covered), err
 	}
-	return len(covered), nil
+	return len(app.Covered), nil
 }
 
 // Release lifts the hold: the store's legal holds of the segments no other
@@ -64,7 +70,9 @@ func (hs *Holds) Release(ctx context.Context, id, reason string) (int, error) {
 	defer hs.mu.Unlock()
 	only, err := hs.Index.BeginRelease(ctx, id)
 	if errors.Is(err, index.ErrHoldNotFound) {
-		return 0, nil
+		// Released before its apply arrived (or released already): an
+		// apply coming later must not bring it back.
+		return 0, hs.Index.MarkReleased(ctx, id)
 	}
 	if err != nil {
 		return 0, err
@@ -106,10 +114,21 @@ func (hs *Holds) Resume(ctx context.Context) error {
 // Protect sets the store's legal hold on a segment indexed after its hold
 // was placed (the index made it held as it was indexed).
 func (hs *Holds) Protect(ctx context.Context, seg storage.Segment) error {
-	if !seg.Held() {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	// Read again under the lock: a release that finished meanwhile must
+	// not be undone by a legal hold set after it.
+	cur, err := hs.Index.Get(seg.ID)
+	if errors.Is(err, index.ErrNotFound) {
 		return nil
 	}
-	return hs.setLegalHolds(ctx, []storage.Segment{seg}, true)
+	if err != nil {
+		return err
+	}
+	if !cur.Held() {
+		return nil
+	}
+	return hs.setLegalHolds(ctx, []storage.Segment{cur}, true)
 }
 
 func (hs *Holds) now() time.Time {
@@ -143,8 +162,10 @@ func (hs *Holds) setLegalHolds(ctx context.Context, segs []storage.Segment, on b
 	for range min(par, len(segs)) {
 		wg.Go(func() {
 			for s := range work {
+				// A missing object needs no legal hold: nobody can delete
+				// it (reconciliation reports it missing).
 				err := store.SetLegalHold(ctx, s.Key, on)
-				if err != nil && !(errors.Is(err, storage.ErrNotFound) && (!on || s.Missing)) {
+				if err != nil && !errors.Is(err, storage.ErrNotFound) {
 					mu.Lock()
 					failed++
 					if first == nil {

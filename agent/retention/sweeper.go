@@ -37,6 +37,8 @@ const (
 	AlarmDeletionFailed = "deletion_failed"
 	AlarmStorageFull    = "storage_full"
 	AlarmPressure       = "storage_pressure"
+	AlarmUnknownHold    = "unknown_hold"
+	AlarmSweepFailed    = "retention_stopped"
 )
 
 // Capacity is how full the store is, in bytes.
@@ -138,6 +140,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 	for {
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("sweep", "error", err)
+			s.cfg.Raise(AlarmSweepFailed, fmt.Sprintf("retention sweep failed (retried every %s): %v", s.cfg.Interval, err))
+		} else if err == nil {
+			s.cfg.Clear(AlarmSweepFailed)
 		}
 		select {
 		case <-ctx.Done():
@@ -340,6 +345,20 @@ func (s *Sweeper) destroy(ctx context.Context, store storage.ObjectStore, seg st
 		}
 	}
 	if ctx.Err() != nil {
+		return
+	}
+	// Give the segment back rather than keep the claim: a hold placed
+	// before the next attempt must still be able to cover it. An object
+	// the store holds is kept as held by a hold the index does not know
+	// (index rebuilt after a loss): never deleted, and alarmed.
+	storeHeld := errors.Is(err, storage.ErrHeld)
+	if uerr := s.cfg.Index.Unclaim(ctx, seg.ID, storeHeld); uerr != nil {
+		err = fmt.Errorf("%w (and giving the segment back failed: %v)", err, uerr)
+	}
+	if storeHeld {
+		s.cfg.Raise(AlarmUnknownHold, fmt.Sprintf("segment %s of %s is under a legal hold in the store that this agent does not know: kept; central resends its holds; to let it go, place and release a hold over its span", seg.ID, seg.Camera))
+		s.journal(ctx, index.JournalEntry{Action: actions.SegmentDeleteFailed, Camera: seg.Camera, Segment: seg.ID,
+			Detail: fmt.Sprintf("reason %s: the store holds it under a legal hold the index did not know; kept as held", reason)})
 		return
 	}
 	res.Failed++

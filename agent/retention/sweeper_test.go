@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -66,8 +67,9 @@ func newFixture(t testing.TB, store storage.ObjectStore, capacity func(context.C
 		Report: func(seg storage.Segment, reason string, at time.Time) ([]byte, error) {
 			return fmt.Appendf(nil, "deleted %s %s", seg.ID, reason), nil
 		},
-		Raise: func(code, msg string) { f.amu.Lock(); f.alarms[code] = msg; f.amu.Unlock() },
-		Clear: func(code string) { f.amu.Lock(); delete(f.alarms, code); f.amu.Unlock() },
+		Raise:  func(code, msg string) { f.amu.Lock(); f.alarms[code] = msg; f.amu.Unlock() },
+		Clear:  func(code string) { f.amu.Lock(); delete(f.alarms, code); f.amu.Unlock() },
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -414,4 +416,36 @@ func (s *failingStore) Delete(ctx context.Context, key string) error {
 		return errors.New("disk on fire")
 	}
 	return s.ObjectStore.Delete(ctx, key)
+}
+
+// An object the store holds under a legal hold the index does not know
+// (the index was lost and rebuilt) is kept, never deleted; the first hold
+// applied over it takes over, and its release lets it go.
+func TestStoreHeldObjectIsKept(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	ctx := context.Background()
+	seg := f.record(t, "gate", t0, time.Minute, day, 100)
+	if err := f.store.SetLegalHold(ctx, seg.Key, true); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Set(t0.Add(2 * day))
+	f.sweep(t)
+	f.sweep(t)
+	if !f.exists(t, seg) || f.alarm(AlarmUnknownHold) == "" {
+		t.Fatalf("store-held object: exists %v, alarm %q", f.exists(t, seg), f.alarm(AlarmUnknownHold))
+	}
+	if got, _ := f.ix.Get(seg.ID); !slices.Equal(got.HeldBy, []string{index.PlaceholderHold}) {
+		t.Fatalf("held by %v", got.HeldBy)
+	}
+	// Central resends its hold: it takes the placeholder's place.
+	if n, err := f.holds.Apply(ctx, index.Hold{ID: "h1", District: "north", Cameras: []string{"gate"}, From: t0, To: t0.Add(time.Hour)}); err != nil || n != 1 {
+		t.Fatalf("apply: %d %v", n, err)
+	}
+	if _, err := f.holds.Release(ctx, "h1", "case closed"); err != nil {
+		t.Fatal(err)
+	}
+	f.sweep(t)
+	if f.exists(t, seg) {
+		t.Fatal("released, expired segment kept")
+	}
 }

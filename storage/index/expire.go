@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -294,4 +295,36 @@ func (ix *Index) initUsage() error {
 		}
 		return meta.Put(keyUsage, binary.BigEndian.AppendUint64(nil, uint64(total)))
 	})
+}
+
+// Unclaim gives back a claimed segment whose deletion failed: it returns
+// to the expiry index (a later sweep claims it again), so that a hold
+// placed meanwhile can still cover it. With storeHeld (the store refused
+// because the object carries a legal hold the index did not know of) it is
+// kept as held by PlaceholderHold instead.
+func (ix *Index) Unclaim(ctx context.Context, id string, storeHeld bool) error {
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		if !claimed(tx, id) {
+			return nil
+		}
+		raw := tx.Bucket(bucketSegments).Get([]byte(id))
+		if raw == nil {
+			return fmt.Errorf("%w: claim for missing segment %q", ErrCorrupt, id)
+		}
+		s, err := decodeSegment(raw)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketClaims).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if storeHeld && !slices.Contains(s.HeldBy, PlaceholderHold) {
+			s.HeldBy = append(s.HeldBy, PlaceholderHold)
+		}
+		return putTx(tx, &s, encodeSegment(&s), false)
+	})
+	if err != nil {
+		return fmt.Errorf("index: unclaim %s: %w", id, wrapCorrupt(err))
+	}
+	return nil
 }

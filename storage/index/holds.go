@@ -27,7 +27,18 @@ var (
 	// decoding every hold: "<district>/<camera>" 0x00 from-ms id →
 	// from-ns, to-ns (8 bytes each) and 1 if in force.
 	bucketHoldCameras = []byte("hold_cameras")
+	// holds_released remembers released hold ids (id → release time), so
+	// that an apply arriving late (resent, reordered) cannot bring a
+	// released hold back.
+	bucketHoldsReleased = []byte("holds_released")
 )
+
+// PlaceholderHold stands in HeldBy for a hold the store enforces (its
+// object carries a legal hold) that the index does not know: after the
+// index was lost and rebuilt, or when the store refused to delete an
+// object. Such a segment is kept; the first hold applied over it takes the
+// placeholder's place, and releasing that hold lets it go.
+const PlaceholderHold = "store-legal-hold"
 
 // Hold states at the district.
 const (
@@ -44,6 +55,10 @@ const (
 
 // ErrHoldNotFound means the district has no hold with the id.
 var ErrHoldNotFound = errors.New("hold not found")
+
+// ErrHoldReleased means the hold was released at the district already: it
+// cannot be applied again (a new hold gets a new id).
+var ErrHoldReleased = errors.New("hold already released")
 
 // ErrInvalidHold means a hold cannot be applied as given (no id, no
 // cameras, an empty span). Nothing was changed.
@@ -240,30 +255,44 @@ func (l *Logged) writeTx(tx *bolt.Tx) error {
 
 func (l *Logged) reported() bool { return l != nil && l.Report != nil }
 
+// HoldApplication is what ApplyHold did.
+type HoldApplication struct {
+	// Covered is every segment the hold covers now; Added those it did
+	// not cover before this call.
+	Covered, Added []storage.Segment
+	// WasApplied is set when the hold was already fully applied (the
+	// store's legal holds set): only Added then need theirs.
+	WasApplied bool
+}
+
 // ApplyHold puts the hold in force, in one transaction: it is stored, every
 // segment it covers is marked held (and leaves the expiry index), and the
 // district log entry that log makes of the covered segments is written.
 // Segments the sweeper has already claimed are past saving and are not
-// covered. Applying a hold again (central resends until it hears back)
-// covers what was recorded since and sets the state back to HoldApplying,
-// so that the caller makes sure of the store's legal holds again.
+// covered; a segment held by PlaceholderHold gets this hold in its place.
+// Applying a hold again (central resends until it hears back) covers what
+// was recorded since; a hold released here fails with ErrHoldReleased.
 //
-// It returns every segment the hold covers; the caller sets the store's
-// legal hold on each and then calls SetHoldState(HoldApplied).
-func (ix *Index) ApplyHold(ctx context.Context, h Hold, log func(covered []storage.Segment) *Logged) ([]storage.Segment, error) {
+// The caller sets the store's legal hold on the segments (all Covered, or
+// only Added when WasApplied) and then calls SetHoldState(HoldApplied).
+func (ix *Index) ApplyHold(ctx context.Context, h Hold, log func(covered []storage.Segment) *Logged) (HoldApplication, error) {
 	if err := h.validate(); err != nil {
-		return nil, fmt.Errorf("index: apply hold: %w", err)
+		return HoldApplication{}, fmt.Errorf("index: apply hold: %w", err)
 	}
 	h.Cameras = slices.Clone(h.Cameras)
-	var covered []storage.Segment
+	var res HoldApplication
 	var logged *Logged
 	err := ix.submit(ctx, func(tx *bolt.Tx) error {
-		covered = covered[:0]
+		res = HoldApplication{}
+		if b := tx.Bucket(bucketHoldsReleased); b != nil && b.Get([]byte(h.ID)) != nil {
+			return ErrHoldReleased
+		}
 		stored := h
 		if old, err := getHold(tx, h.ID); err != nil {
 			return err
 		} else if old != nil {
 			stored.Applied = old.Applied
+			res.WasApplied = old.State == HoldApplied
 		}
 		if stored.Applied.IsZero() {
 			stored.Applied = time.Now().UTC()
@@ -283,26 +312,27 @@ func (ix *Index) ApplyHold(ctx context.Context, h Hold, log func(covered []stora
 					continue
 				}
 				if !slices.Contains(s.HeldBy, h.ID) {
-					// putTx adds every hold in force over s, this one
-					// included.
-					if err := putTx(tx, s, encodeSegment(s), true); err != nil {
+					s.HeldBy = slices.DeleteFunc(slices.Clone(s.HeldBy), func(x string) bool { return x == PlaceholderHold })
+					s.HeldBy = append(s.HeldBy, h.ID)
+					// putTx also adds every other hold in force over s.
+					if err := putTx(tx, s, encodeSegment(s), false); err != nil {
 						return err
 					}
-					s.HeldBy = append(s.HeldBy, h.ID)
+					res.Added = append(res.Added, *s)
 				}
-				covered = append(covered, *s)
+				res.Covered = append(res.Covered, *s)
 			}
 		}
-		logged = log(covered)
+		logged = log(res.Covered)
 		return logged.writeTx(tx)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("index: apply hold %s: %w", h.ID, wrapCorrupt(err))
+		return HoldApplication{}, fmt.Errorf("index: apply hold %s: %w", h.ID, wrapCorrupt(err))
 	}
 	if logged.reported() {
 		ix.notifyReports()
 	}
-	return covered, nil
+	return res, nil
 }
 
 // SetHoldState records the hold's progress (HoldApplied once the store's
@@ -420,6 +450,13 @@ func (ix *Index) FinishRelease(ctx context.Context, id string, log func(released
 		if err := deleteHold(tx, id); err != nil {
 			return err
 		}
+		released, err := tx.CreateBucketIfNotExists(bucketHoldsReleased)
+		if err != nil {
+			return err
+		}
+		if err := released.Put([]byte(id), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+			return err
+		}
 		for i := range segs {
 			s := &segs[i]
 			s.HeldBy = slices.DeleteFunc(slices.Clone(s.HeldBy), func(x string) bool { return x == id })
@@ -458,4 +495,39 @@ func (ix *Index) heldBy(tx *bolt.Tx, h *Hold) ([]storage.Segment, error) {
 		}
 	}
 	return out, nil
+}
+
+// Covering returns the ids of the holds in force over the camera's span
+// [from, to): what must not be deleted even outside the index (a spool
+// file, a quarantined piece of footage).
+func (ix *Index) Covering(district, camera string, from, to time.Time) ([]string, error) {
+	var ids []string
+	err := ix.view(func(tx *bolt.Tx) error {
+		var err error
+		ids, err = coveringHolds(tx, &storage.Segment{District: district, Camera: camera, Start: from, End: to})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: holds over %s/%s: %w", district, camera, err)
+	}
+	return ids, nil
+}
+
+// MarkReleased remembers a hold id as released without it ever having been
+// applied here (its release arrived first): ApplyHold refuses it after.
+func (ix *Index) MarkReleased(ctx context.Context, id string) error {
+	err := ix.submit(ctx, func(tx *bolt.Tx) error {
+		if h, err := getHold(tx, id); err != nil || h != nil {
+			return err // known: released through BeginRelease/FinishRelease
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketHoldsReleased)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	})
+	if err != nil {
+		return fmt.Errorf("index: hold %s: %w", id, err)
+	}
+	return nil
 }

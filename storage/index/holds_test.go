@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vigil-cctv/vigil/storage"
 	bolt "go.etcd.io/bbolt"
@@ -25,13 +27,14 @@ func TestHoldLifecycle(t *testing.T) {
 
 	h := Hold{ID: "h1", District: "north", Cameras: []string{"gate"}, From: t0.Add(2 * time.Minute), To: t0.Add(5 * time.Minute)}
 	var logged []int
-	covered, err := ix.ApplyHold(ctx, h, func(c []storage.Segment) *Logged {
+	app, err := ix.ApplyHold(ctx, h, func(c []storage.Segment) *Logged {
 		logged = append(logged, len(c))
 		return &Logged{Entry: JournalEntry{Action: "hold.applied", Detail: "h1"}}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	covered := app.Covered
 	if got := ids(covered); !slices.Equal(got, []string{segID(2), segID(3), segID(4)}) {
 		t.Fatalf("covered %v", got)
 	}
@@ -58,9 +61,9 @@ func TestHoldLifecycle(t *testing.T) {
 		t.Fatalf("late segment held by %v", got.HeldBy)
 	}
 	// Applying again (central resends) changes nothing and counts the late one.
-	covered, err = ix.ApplyHold(ctx, h, noLog)
-	if err != nil || len(covered) != 4 {
-		t.Fatalf("reapply: %d %v", len(covered), err)
+	app, err = ix.ApplyHold(ctx, h, noLog)
+	if err != nil || len(app.Covered) != 4 || len(app.Added) != 0 || app.WasApplied {
+		t.Fatalf("reapply: %+v %v", app, err)
 	}
 	if got, _ := ix.Get(segID(3)); !slices.Equal(got.HeldBy, []string{"h1"}) {
 		t.Fatalf("held by %v after reapply", got.HeldBy)
@@ -99,6 +102,14 @@ func TestHoldLifecycle(t *testing.T) {
 	}
 	if _, err := ix.FinishRelease(ctx, "h1", noReleaseLog); !errors.Is(err, ErrHoldNotFound) {
 		t.Fatalf("second release: %v", err)
+	}
+	// An apply arriving after the release (resent, reordered) cannot bring
+	// the hold back.
+	if _, err := ix.ApplyHold(ctx, h, noLog); !errors.Is(err, ErrHoldReleased) {
+		t.Fatalf("released hold applied again: %v", err)
+	}
+	if ids, _ := ix.Covering("north", "gate", t0.Add(4*time.Minute), t0.Add(5*time.Minute)); !slices.Equal(ids, []string{"h2"}) {
+		t.Fatalf("covering %v", ids)
 	}
 	if hs, _ := ix.Holds(); len(hs) != 1 || hs[0].ID != "h2" {
 		t.Fatalf("holds %+v", hs)
@@ -140,11 +151,11 @@ func TestClaimAndHoldAreOrdered(t *testing.T) {
 	if got := ids(claimed); !slices.Equal(got, []string{segID(1), segID(2)}) {
 		t.Fatalf("claimed %v", got)
 	}
-	covered, err := ix.ApplyHold(ctx, Hold{ID: "h2", District: "north", Cameras: []string{"gate"}, From: t0, To: t0.Add(time.Hour)}, noLog)
+	app, err := ix.ApplyHold(ctx, Hold{ID: "h2", District: "north", Cameras: []string{"gate"}, From: t0, To: t0.Add(time.Hour)}, noLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ids(covered); !slices.Equal(got, []string{segID(0), segID(3)}) {
+	if got := ids(app.Covered); !slices.Equal(got, []string{segID(0), segID(3)}) {
 		t.Fatalf("hold after the claim covers %v", got)
 	}
 	// A claimed segment put again (an upload retried) stays claimed and
@@ -224,5 +235,48 @@ func TestUsageOfAnOlderIndex(t *testing.T) {
 	ix = MustOpen(t, path, Options{})
 	if u, _ := ix.Usage(); u != 3<<20 {
 		t.Fatalf("usage %d", u)
+	}
+}
+
+// A deletion the store refused goes back: to the expiry index, or, when
+// the store holds the object, held by the placeholder until a real hold
+// takes its place.
+func TestUnclaim(t *testing.T) {
+	ix := MustOpenTemp(t)
+	ctx := context.Background()
+	MustPut(t, ix, minuteSegments("north/gate", t0, 2)...)
+	if c, _ := ix.ClaimExpiring(ctx, ClaimRequest{Before: t0.Add(2 * week), Reason: "retention"}); len(c) != 2 {
+		t.Fatalf("claimed %d", len(c))
+	}
+	if err := ix.Unclaim(ctx, segID(0), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Unclaim(ctx, segID(1), true); err != nil {
+		t.Fatal(err)
+	}
+	if exp, _ := ix.Expiring(t0.Add(2*week), 0); len(exp) != 1 || exp[0].ID != segID(0) {
+		t.Fatalf("expiring %v", ids(exp))
+	}
+	if s, _ := ix.Get(segID(1)); !slices.Equal(s.HeldBy, []string{PlaceholderHold}) {
+		t.Fatalf("held by %v", s.HeldBy)
+	}
+	if cl, _ := ix.Claims(); len(cl) != 0 {
+		t.Fatalf("claims left %v", cl)
+	}
+	app, err := ix.ApplyHold(ctx, Hold{ID: "h1", District: "north", Cameras: []string{"gate"}, From: t0, To: t0.Add(time.Hour)}, noLog)
+	if err != nil || len(app.Covered) != 2 {
+		t.Fatalf("%+v %v", app, err)
+	}
+	if s, _ := ix.Get(segID(1)); !slices.Equal(s.HeldBy, []string{"h1"}) {
+		t.Fatalf("placeholder not replaced: %v", s.HeldBy)
+	}
+}
+
+func TestJournalDetailClipped(t *testing.T) {
+	ix := MustOpenTemp(t)
+	long := strings.Repeat("é", 3000) // 6000 bytes
+	e, err := ix.Journal(context.Background(), JournalEntry{Action: "hold.applied", Detail: long}, nil)
+	if err != nil || len(e.Detail) > 4096 || !utf8.ValidString(e.Detail) || !strings.HasSuffix(e.Detail, "…") {
+		t.Fatalf("%d bytes, valid %v, %v", len(e.Detail), utf8.ValidString(e.Detail), err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -40,13 +41,25 @@ type journalTip struct {
 
 // journalTx chains e after the current tip and stores it; e's Seq, Prev and
 // Hash are set here.
+// maxJournalDetail is the longest detail central accepts.
+const maxJournalDetail = 4096
+
 func journalTx(tx *bolt.Tx, e *JournalEntry) error {
 	// JSON replaces invalid UTF-8 when it encodes, so an entry hashed with
 	// raw bytes would not verify once read back: make it valid first.
 	for _, f := range []*string{&e.Action, &e.Camera, &e.Segment, &e.Detail} {
 		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
-	if e.Action == "" || len(e.Detail) > 4096 {
+	// A log line must never block what it records: a long detail is
+	// clipped (at a character boundary), not refused.
+	if len(e.Detail) > maxJournalDetail {
+		cut := maxJournalDetail - len("…")
+		for cut > 0 && !utf8.RuneStart(e.Detail[cut]) {
+			cut--
+		}
+		e.Detail = e.Detail[:cut] + "…"
+	}
+	if e.Action == "" {
 		return fmt.Errorf("%w: action %q, detail of %d bytes", ErrBadJournal, e.Action, len(e.Detail))
 	}
 	b, err := tx.CreateBucketIfNotExists(bucketJournal)
