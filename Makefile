@@ -33,13 +33,14 @@ test: ffmpeg minio proto-tools fmt-check ## Install what tests need, check forma
 	$(GO) test -race -timeout 20m ./...
 
 .PHONY: bench
-bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/50/100 cameras × 60 s; catalog events; logins; audit appends and verify)
+bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/50/100 cameras × 60 s; catalog events; logins; audit appends and verify; retention sweep of 1M segments, hold over 10k on fs and MinIO)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./storage/...
 	$(GO) test -run '^$$' -bench . ./central/users/
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./central/audit/
 	$(GO) test -run '^$$' -bench 'CatalogEvents' -benchtime 1x ./cmd/vigil/
 	$(GO) test -run '^$$' -bench 'LoginRPC' ./cmd/vigil/
 	$(GO) test -run '^$$' -bench 'AgentContinuous' -benchtime 1x -timeout 30m ./agent/
+	$(GO) test -run '^$$' -bench 'Sweep1M|ApplyHold10k' -benchtime 1x -timeout 30m ./agent/retention/
 
 .PHONY: lint
 lint: fmt-check ## gofmt and go vet

@@ -120,7 +120,8 @@ type Sweeper struct {
 
 	mu       sync.Mutex
 	full     bool
-	failing  map[string]bool // segment ids whose deletion failed and was logged
+	failing  map[string]bool // segment ids whose deletion failed at the last sweep (logged)
+	failed   map[string]bool // those failing in the sweep under way
 	lastCap  Capacity
 	capKnown bool
 }
@@ -156,8 +157,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 type Result struct {
 	// Deleted counts segments destroyed, by reason.
 	Deleted map[string]int
-	// Failed counts deletions the store refused or failed (retried at the
-	// next sweep).
+	// Failed counts deletions that failed (retried at the next sweep);
+	// an object the store keeps under a legal hold is not counted: it is
+	// kept as held (AlarmUnknownHold).
 	Failed int
 	// Full is set when the store is above its high watermark with only
 	// held footage left.
@@ -168,6 +170,10 @@ type Result struct {
 // what has expired, then sheds the oldest footage if the store is too full.
 func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 	res := Result{Deleted: map[string]int{}}
+	s.mu.Lock()
+	s.failed = map[string]bool{}
+	s.mu.Unlock()
+	defer s.endSweep()
 	store, err := s.cfg.Store(ctx)
 	if err != nil {
 		return res, fmt.Errorf("retention: store: %w", err)
@@ -177,7 +183,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	for _, c := range claims {
-		s.destroy(ctx, store, c.Segment, c.Reason, &res)
+		s.destroyAll(ctx, store, []storage.Segment{c.Segment}, c.Reason, &res)
 	}
 	for {
 		// Expired at start + retention: due at that instant, not after.
@@ -185,9 +191,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		for _, seg := range segs {
-			s.destroy(ctx, store, seg, ReasonRetention, &res)
-		}
+		s.destroyAll(ctx, store, segs, ReasonRetention, &res)
 		if len(segs) < s.cfg.Batch || ctx.Err() != nil {
 			break
 		}
@@ -197,17 +201,28 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 			return res, err
 		}
 	}
-	s.mu.Lock()
-	failing := len(s.failing)
-	s.mu.Unlock()
-	if failing == 0 {
-		s.cfg.Clear(AlarmDeletionFailed)
-	}
 	res.Full = s.Full()
 	if n := res.Deleted[ReasonRetention] + res.Deleted[ReasonPressure]; n > 0 {
 		s.log.Info("swept", "retention", res.Deleted[ReasonRetention], "pressure", res.Deleted[ReasonPressure], "failed", res.Failed)
 	}
 	return res, ctx.Err()
+}
+
+// endSweep keeps the failures of this sweep for the next one (a failure
+// is logged once while it lasts) and clears the alarms whose cause is gone.
+func (s *Sweeper) endSweep() {
+	s.mu.Lock()
+	s.failing, s.failed = s.failed, nil
+	failing := len(s.failing)
+	s.mu.Unlock()
+	if failing == 0 {
+		s.cfg.Clear(AlarmDeletionFailed)
+	}
+	if n, err := s.cfg.Index.PlaceholderHeld(); err == nil && n == 0 {
+		s.cfg.Clear(AlarmUnknownHold)
+	} else if err == nil {
+		s.cfg.Raise(AlarmUnknownHold, fmt.Sprintf("%d segments are under a legal hold in the store that this agent does not know (index rebuilt?): kept; central resends its holds; to let one go, place and release a hold over its span", n))
+	}
 }
 
 // shed deletes the oldest unheld segments (the soonest to expire) while the
@@ -245,9 +260,7 @@ func (s *Sweeper) shed(ctx context.Context, store storage.ObjectStore, res *Resu
 			return nil
 		}
 		before := res.Deleted[ReasonPressure]
-		for _, seg := range segs {
-			s.destroy(ctx, store, seg, ReasonPressure, res)
-		}
+		s.destroyAll(ctx, store, segs, ReasonPressure, res)
 		if res.Deleted[ReasonPressure] == before {
 			// The store refuses every deletion: claiming more would not
 			// help (the alarm is raised); try again at the next sweep.
@@ -314,9 +327,45 @@ func (s *Sweeper) journal(ctx context.Context, e index.JournalEntry) {
 	}
 }
 
+// destroyParallel bounds concurrent deletions: the store's calls overlap
+// and the index commits of their records share fsyncs (group commit).
+const destroyParallel = 16
+
+// destroyAll destroys claimed segments concurrently.
+func (s *Sweeper) destroyAll(ctx context.Context, store storage.ObjectStore, segs []storage.Segment, reason string, res *Result) {
+	if len(segs) == 1 {
+		s.destroy(ctx, store, segs[0], reason, res)
+		return
+	}
+	work := make(chan storage.Segment)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range min(destroyParallel, len(segs)) {
+		wg.Go(func() {
+			var part Result
+			part.Deleted = map[string]int{}
+			for seg := range work {
+				s.destroy(ctx, store, seg, reason, &part)
+			}
+			mu.Lock()
+			for k, v := range part.Deleted {
+				res.Deleted[k] += v
+			}
+			res.Failed += part.Failed
+			mu.Unlock()
+		})
+	}
+	for _, seg := range segs {
+		work <- seg
+	}
+	close(work)
+	wg.Wait()
+}
+
 // destroy deletes a claimed segment's object (every version), then forgets
-// it with its log entry and report. A failure keeps the claim for the next
-// sweep, logs the first failure of each segment and raises an alarm.
+// it with its log entry and report. On failure the claim is given back
+// (the next sweep claims it again if it is still due), the first failure
+// of each segment is logged and an alarm raised.
 func (s *Sweeper) destroy(ctx context.Context, store storage.ObjectStore, seg storage.Segment, reason string, res *Result) {
 	err := store.Delete(ctx, seg.Key)
 	if err == nil {
@@ -338,9 +387,6 @@ func (s *Sweeper) destroy(ctx context.Context, store storage.ObjectStore, seg st
 		}
 		if err == nil {
 			res.Deleted[reason]++
-			s.mu.Lock()
-			delete(s.failing, seg.ID)
-			s.mu.Unlock()
 			return
 		}
 	}
@@ -356,7 +402,6 @@ func (s *Sweeper) destroy(ctx context.Context, store storage.ObjectStore, seg st
 		err = fmt.Errorf("%w (and giving the segment back failed: %v)", err, uerr)
 	}
 	if storeHeld {
-		s.cfg.Raise(AlarmUnknownHold, fmt.Sprintf("segment %s of %s is under a legal hold in the store that this agent does not know: kept; central resends its holds; to let it go, place and release a hold over its span", seg.ID, seg.Camera))
 		s.journal(ctx, index.JournalEntry{Action: actions.SegmentDeleteFailed, Camera: seg.Camera, Segment: seg.ID,
 			Detail: fmt.Sprintf("reason %s: the store holds it under a legal hold the index did not know; kept as held", reason)})
 		return
@@ -364,8 +409,8 @@ func (s *Sweeper) destroy(ctx context.Context, store storage.ObjectStore, seg st
 	res.Failed++
 	s.mu.Lock()
 	first := !s.failing[seg.ID]
-	s.failing[seg.ID] = true
-	n := len(s.failing)
+	s.failed[seg.ID] = true
+	n := len(s.failed)
 	s.mu.Unlock()
 	s.cfg.Raise(AlarmDeletionFailed, fmt.Sprintf("%d expired segments could not be deleted (retried every sweep); last: %s of %s: %v", n, seg.ID, seg.Camera, err))
 	if first {

@@ -449,3 +449,30 @@ func TestStoreHeldObjectIsKept(t *testing.T) {
 		t.Fatal("released, expired segment kept")
 	}
 }
+
+// A failed deletion whose segment a hold then covers does not leave the
+// deletion alarm up for ever.
+func TestDeletionAlarmClearsWhenHeld(t *testing.T) {
+	st, err := fs.Open(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &failingStore{ObjectStore: st}
+	f := newFixture(t, flaky, nil)
+	ctx := context.Background()
+	seg := f.record(t, "gate", t0, time.Minute, day, 100)
+	f.clock.Set(t0.Add(2 * day))
+	flaky.fail.Store(true)
+	f.sweep(t)
+	if f.alarm(AlarmDeletionFailed) == "" {
+		t.Fatal("no alarm")
+	}
+	if n, err := f.holds.Apply(ctx, index.Hold{ID: "h1", District: "north", Cameras: []string{"gate"}, From: t0, To: t0.Add(time.Minute)}); err != nil || n != 1 {
+		t.Fatalf("a hold after a failed deletion covers %d (%v)", n, err)
+	}
+	flaky.fail.Store(false)
+	f.sweep(t)
+	if f.alarm(AlarmDeletionFailed) != "" || !f.exists(t, seg) {
+		t.Fatalf("alarm %q, exists %v", f.alarm(AlarmDeletionFailed), f.exists(t, seg))
+	}
+}

@@ -25,9 +25,10 @@ import (
 // it); there is no third order. Claims survive a crash and are finished at
 // the next sweep.
 var (
-	bucketClaims = []byte("claims") // id → reason
-	keyUsage     = []byte("usage_bytes")
-	keyRetention = []byte("retention/") // + "<district>/<camera>" → ns applied
+	bucketClaims    = []byte("claims") // id → reason
+	keyUsage        = []byte("usage_bytes")
+	keyPlaceholders = []byte("placeholder_held") // segments held by PlaceholderHold
+	keyRetention    = []byte("retention/")       // + "<district>/<camera>" → ns applied
 )
 
 // ErrNotClaimed means DeleteClaimed was given a segment that the sweeper
@@ -327,4 +328,32 @@ func (ix *Index) Unclaim(ctx context.Context, id string, storeHeld bool) error {
 		return fmt.Errorf("index: unclaim %s: %w", id, wrapCorrupt(err))
 	}
 	return nil
+}
+
+func addPlaceholders(tx *bolt.Tx, up bool) error {
+	meta := tx.Bucket(bucketMeta)
+	var n uint64
+	if v := meta.Get(keyPlaceholders); len(v) == 8 {
+		n = binary.BigEndian.Uint64(v)
+	}
+	switch {
+	case up:
+		n++
+	case n > 0:
+		n--
+	}
+	return meta.Put(keyPlaceholders, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// PlaceholderHeld counts the segments held by PlaceholderHold: kept on
+// the store's word, waiting for a hold the index knows.
+func (ix *Index) PlaceholderHeld() (int, error) {
+	var n uint64
+	err := ix.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyPlaceholders); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return int(n), err
 }

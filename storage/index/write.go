@@ -233,6 +233,7 @@ func (ix *Index) Put(ctx context.Context, seg *storage.Segment) error {
 func putTx(tx *bolt.Tx, s *storage.Segment, val []byte, mergeHolds bool) error {
 	segs := tx.Bucket(bucketSegments)
 	var oldBytes int64
+	oldPlaceholder := false
 	if old := segs.Get([]byte(s.ID)); old != nil {
 		o, err := decodeSegment(old)
 		if err != nil {
@@ -249,6 +250,7 @@ func putTx(tx *bolt.Tx, s *storage.Segment, val []byte, mergeHolds bool) error {
 			return err
 		}
 		oldBytes = o.Bytes
+		oldPlaceholder = slices.Contains(o.HeldBy, PlaceholderHold)
 	}
 	// A hold covers what is recorded within its span after it was placed
 	// too: a segment indexed later joins every hold in force over it.
@@ -283,6 +285,11 @@ func putTx(tx *bolt.Tx, s *storage.Segment, val []byte, mergeHolds bool) error {
 	if err := addUsage(tx, s.Bytes-oldBytes); err != nil {
 		return err
 	}
+	if now := slices.Contains(s.HeldBy, PlaceholderHold); now != oldPlaceholder {
+		if err := addPlaceholders(tx, now); err != nil {
+			return err
+		}
+	}
 	return growSpan(tx, s)
 }
 
@@ -299,6 +306,11 @@ func removeTx(tx *bolt.Tx, s *storage.Segment) error {
 	}
 	if err := addUsage(tx, -s.Bytes); err != nil {
 		return err
+	}
+	if slices.Contains(s.HeldBy, PlaceholderHold) {
+		if err := addPlaceholders(tx, false); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(bucketSegments).Delete([]byte(s.ID))
 }
