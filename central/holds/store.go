@@ -145,12 +145,17 @@ func (s *Store) Prepare(req Request) (Prepared, error) {
 	return Prepared{hold: h}, nil
 }
 
-// checkSpan truncates the span to the second and checks it.
+// checkSpan rounds the span outward to whole seconds (a hold "to now"
+// keeps the last fraction of a second too) and checks it.
 func checkSpan(from, to, now time.Time) (time.Time, time.Time, error) {
 	if from.IsZero() || to.IsZero() {
 		return time.Time{}, time.Time{}, fmt.Errorf("%w: a span needs both from and to", ErrInvalid)
 	}
-	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
+	if !from.Before(to) {
+		return time.Time{}, time.Time{}, fmt.Errorf("%w: empty or inverted span: from %s is not before to %s",
+			ErrInvalid, from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
+	}
+	from, to = from.UTC().Truncate(time.Second), to.UTC().Add(time.Second-1).Truncate(time.Second)
 	switch {
 	case !from.Before(to):
 		return time.Time{}, time.Time{}, fmt.Errorf("%w: empty or inverted span: from %s is not before to %s",

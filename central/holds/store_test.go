@@ -77,7 +77,7 @@ func TestPrepareValidates(t *testing.T) {
 		}, ErrInvalid, "at most 64"},
 		{"inverted span", func(r *Request) { r.From, r.To = r.To, r.From }, ErrInvalid, "inverted span"},
 		{"empty span", func(r *Request) { r.To = r.From }, ErrInvalid, "empty or inverted"},
-		{"span empty once truncated", func(r *Request) { r.From, r.To = testNow.Add(100*time.Millisecond), testNow.Add(900*time.Millisecond) }, ErrInvalid, "empty or inverted"},
+		{"span inverted within a second", func(r *Request) { r.From, r.To = testNow.Add(900*time.Millisecond), testNow.Add(100*time.Millisecond) }, ErrInvalid, "empty or inverted"},
 		{"no from", func(r *Request) { r.From = time.Time{} }, ErrInvalid, "both from and to"},
 		{"ancient from", func(r *Request) { r.From = time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC) }, ErrInvalid, "before any footage"},
 		{"to beyond 30 days", func(r *Request) { r.To = testNow.Add(MaxAhead + time.Second) }, ErrInvalid, "more than 30 days ahead"},
@@ -279,5 +279,18 @@ func TestScopedAndCovers(t *testing.T) {
 		if ValidID(id) != want {
 			t.Errorf("ValidID(%q) = %v", id, !want)
 		}
+	}
+}
+
+// A span is rounded outward to whole seconds: a hold "to now" keeps the
+// last fraction of a second, and a span within one second is one second.
+func TestSpanRoundsOutward(t *testing.T) {
+	from, to, err := checkSpan(testNow.Add(100*time.Millisecond), testNow.Add(900*time.Millisecond), testNow)
+	if err != nil || !from.Equal(testNow.Truncate(time.Second)) || !to.Equal(testNow.Truncate(time.Second).Add(time.Second)) {
+		t.Fatalf("%v %v %v", from, to, err)
+	}
+	_, to, _ = checkSpan(testNow.Add(-time.Hour), testNow.Add(2*time.Second), testNow)
+	if !to.Equal(testNow.Add(2 * time.Second).Truncate(time.Second)) {
+		t.Fatalf("whole second moved: %v", to)
 	}
 }

@@ -375,7 +375,7 @@ func TestHoldDeliveredWhenAgentConnects(t *testing.T) {
 	}
 	apply := agent.received()[0].GetHoldApply()
 	if apply.GetHoldId() != h.GetId() || strings.Join(apply.GetCameras(), ",") != "gate,yard" ||
-		!apply.GetFrom().AsTime().Equal(req.GetFrom().AsTime().Truncate(time.Second)) || !apply.GetTo().AsTime().Equal(req.GetTo().AsTime().Truncate(time.Second)) ||
+		!apply.GetFrom().AsTime().Equal(req.GetFrom().AsTime().Truncate(time.Second)) || !apply.GetTo().AsTime().Equal(req.GetTo().AsTime().Add(time.Second-1).Truncate(time.Second)) ||
 		apply.GetAuthority() != req.GetAuthority() || apply.GetCaseRef() != req.GetCaseRef() {
 		t.Fatalf("HoldApply %+v", apply)
 	}

@@ -162,11 +162,23 @@ func (o *opsService) ListRecordings(ctx context.Context, req *opsv1.ListRecordin
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
+	// What holds a segment is central's hold registry: the agent reports
+	// segments as they are stored, not each time a hold reaches them.
+	active, err := o.s.holds.List(false)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
 	resp := &opsv1.ListRecordingsResponse{}
 	for _, s := range segs {
+		var heldBy []string
+		for _, h := range active {
+			if h.Covers(req.GetDistrict(), s.GetCamera(), s.GetStart().AsTime(), s.GetEnd().AsTime()) {
+				heldBy = append(heldBy, h.ID)
+			}
+		}
 		resp.Recordings = append(resp.Recordings, &opsv1.Recording{
 			Id: s.GetId(), District: req.GetDistrict(), Camera: s.GetCamera(), Start: s.GetStart(), End: s.GetEnd(),
-			Bytes: s.GetBytes(), Sha256: s.GetSha256(), Key: s.GetKey(), HeldBy: s.GetHeldBy(), Codec: s.GetCodec(),
+			Bytes: s.GetBytes(), Sha256: s.GetSha256(), Key: s.GetKey(), HeldBy: heldBy, Codec: s.GetCodec(),
 			MotionScore: s.GetMotionScore(), Expires: s.GetExpires(), Recovered: s.GetRecovered(), Missing: s.GetMissing(),
 		})
 	}

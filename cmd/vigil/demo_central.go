@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/config"
@@ -49,9 +50,17 @@ func demoAddr(port string) string {
 }
 
 func startDemoCentral(ctx context.Context, dataDir string, logger *slog.Logger) (*demoCentral, error) {
-	cfg := &centralconfig.Config{
-		DataDir: filepath.Join(dataDir, "central"), AgentListen: demoAddr(demoAgentPort), APIListen: demoAddr(demoAPIPort),
+	d, err := runDemoCentral(ctx, dataDir, demoAddr(demoAgentPort), demoAddr(demoAPIPort), logger)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// A fixed port was taken between demoAddr's check and the bind
+		// (another demo starting): any free port will do.
+		d, err = runDemoCentral(ctx, dataDir, "127.0.0.1:0", "127.0.0.1:0", logger)
 	}
+	return d, err
+}
+
+func runDemoCentral(ctx context.Context, dataDir, agentListen, apiListen string, logger *slog.Logger) (*demoCentral, error) {
+	cfg := &centralconfig.Config{DataDir: filepath.Join(dataDir, "central"), AgentListen: agentListen, APIListen: apiListen}
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
