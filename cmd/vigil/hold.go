@@ -353,11 +353,19 @@ func spanText(h *opsv1.Hold) string {
 	return fmt.Sprintf("%s → %s (%s)", localTime(h.GetFrom()), localTime(h.GetTo()), humanDuration(to.Sub(from)))
 }
 
-// humanDuration is a duration in days, hours and minutes ("7d", "2h1m",
-// "45s" below a minute).
+// humanDuration is a duration in days, hours and minutes ("7d", "2h1m"),
+// with seconds below an hour ("2m6s", "45s"): short retentions are judged
+// to the second.
 func humanDuration(d time.Duration) string {
 	if d < time.Minute {
 		return d.Round(time.Second).String()
+	}
+	if d < time.Hour {
+		d = d.Round(time.Second)
+		if sec := d % time.Minute; sec != 0 {
+			return fmt.Sprintf("%dm%ds", d/time.Minute, sec/time.Second)
+		}
+		return fmt.Sprintf("%dm", d/time.Minute)
 	}
 	d = d.Truncate(time.Minute)
 	var b strings.Builder

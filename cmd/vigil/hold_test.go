@@ -366,3 +366,17 @@ func TestOfficerCLI(t *testing.T) {
 		}
 	}
 }
+
+func TestHumanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		45 * time.Second:                          "45s",
+		2*time.Minute + 6*time.Second:             "2m6s",
+		3 * time.Minute:                           "3m",
+		2*time.Hour + time.Minute + 5*time.Second: "2h1m",
+		7 * 24 * time.Hour:                        "7d",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
