@@ -67,9 +67,23 @@ func (a *Agent) setupLink() error {
 	a.link, err = link.New(link.Config{
 		District: a.cfg.District, Central: id.Central, TLS: id.ClientTLS(), Index: a.index,
 		Version: Version, Cameras: cams, Heartbeat: a.heartbeat, Resync: a.resync, Logger: a.opts.Logger,
-		Commands: a.command,
+		Commands: a.command, Holds: a.holdIDs,
 	})
 	return err
+}
+
+// holdIDs are the holds the agent keeps (applied or being applied or
+// released), reported in the Hello.
+func (a *Agent) holdIDs() ([]string, error) {
+	hs, err := a.index.Holds()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(hs))
+	for _, h := range hs {
+		ids = append(ids, h.ID)
+	}
+	return ids, nil
 }
 
 func segmentStored(s storage.Segment) ([]byte, error) { return link.SegmentStored(s, time.Now()) }

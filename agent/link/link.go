@@ -60,6 +60,8 @@ type Config struct {
 	// of the district cannot be completed by resending: central lost or
 	// rolled back its state, or the agent's index was restored from a copy.
 	Resync func(context.Context) error
+	// Holds returns the ids of the holds the agent keeps, for the Hello.
+	Holds func() ([]string, error)
 	// Commands carries out central's commands other than Ping (holds), one
 	// at a time in arrival order, beside the receive loop, so that a long
 	// command (a hold over thousands of objects) does not hold up
@@ -229,7 +231,7 @@ func (l *Link) session(ctx context.Context, client agentv1.LinkClient) error {
 	helloAt := time.Now()
 	if err := stream.Send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{
 		District: l.cfg.District, AgentVersion: l.cfg.Version, Clock: timestamppb.New(helloAt),
-		Cameras: l.cfg.Cameras, OutboxId: outboxID,
+		Cameras: l.cfg.Cameras, OutboxId: outboxID, Holds: l.holds(),
 	}}}); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
@@ -331,6 +333,20 @@ func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, s
 			return fmt.Errorf("unexpected message %T from central", msg.Body)
 		}
 	}
+}
+
+// holds lists the agent's holds for the Hello; on error none are listed
+// (central then resends what it has as applied, which is harmless).
+func (l *Link) holds() []string {
+	if l.cfg.Holds == nil {
+		return nil
+	}
+	ids, err := l.cfg.Holds()
+	if err != nil {
+		l.log.Error("list holds for central", "error", err)
+		return nil
+	}
+	return ids
 }
 
 // queuedCommand is a command waiting for the command worker, with the

@@ -432,6 +432,69 @@ func (s *Store) ResetDistrict(district string) (int, error) {
 	return n, nil
 }
 
+// ReconcileAgent compares the holds district's agent says it keeps with
+// central's: an active hold marked applied there that the agent lacks is
+// sent again (pending), and a hold central has released that the agent
+// still keeps is released again (releasing). This is what an agent index
+// restored from an older copy needs. A hold id central does not know is
+// left alone (central may itself have been restored): the agent keeps the
+// footage, and it is logged. It returns how many holds changed state.
+func (s *Store) ReconcileAgent(district string, agentHolds []string) (int, error) {
+	keeps := map[string]bool{}
+	for _, id := range agentHolds {
+		keeps[id] = true
+	}
+	now := s.cfg.Now()
+	n := 0
+	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHolds)
+		var changed []Hold
+		err := b.ForEach(func(k, v []byte) error {
+			var h Hold
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("hold %q: %w", k, err)
+			}
+			delete(keeps, h.ID)
+			a := h.agent(district)
+			if a == nil {
+				return nil
+			}
+			switch {
+			case h.State == StateActive && a.State == AgentApplied && !slices.Contains(agentHolds, h.ID):
+				a.State, a.UpdatedAt = AgentPending, now
+				a.Error = "the agent no longer has this hold (index restored?): sending it again"
+			case h.State == StateReleased && a.State == AgentReleased && slices.Contains(agentHolds, h.ID):
+				a.State, a.UpdatedAt = AgentReleasing, now
+				a.Error = "the agent still keeps this released hold (index restored?): releasing it again"
+			default:
+				return nil
+			}
+			changed = append(changed, h)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, h := range changed {
+			if err := put(b, h); err != nil {
+				return err
+			}
+		}
+		n = len(changed)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("holds: compare with %s: %w", district, err)
+	}
+	for id := range keeps {
+		s.log.Warn("the agent keeps a hold central does not know; its footage stays held", "district", district, "hold", id)
+	}
+	if n > 0 {
+		s.log.Warn("holds out of step with the agent's, sent again", "district", district, "holds", n)
+	}
+	return n, nil
+}
+
 // Waiting returns the holds waiting for district's agent (to apply or to
 // release), by placing time.
 func (s *Store) Waiting(district string) ([]Hold, error) {

@@ -294,3 +294,58 @@ func TestSpanRoundsOutward(t *testing.T) {
 		t.Fatalf("whole second moved: %v", to)
 	}
 }
+
+// An agent whose index was restored from an older copy says which holds it
+// keeps: an active hold it lacks is sent again, a released one it still
+// keeps is released again, one central does not know is left alone.
+func TestReconcileAgent(t *testing.T) {
+	s, _ := mustStore(t)
+	place := func() Hold {
+		p, err := s.Prepare(goodRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.Place(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Delivered(h.ID, "north", AgentPending, 3); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	active, released := place(), place()
+	if _, err := s.Release(released.ID, "otto", "case closed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delivered(released.ID, "north", AgentReleasing, 0); err != nil {
+		t.Fatal(err)
+	}
+	// In step: nothing to do.
+	if n, err := s.ReconcileAgent("north", []string{active.ID}); err != nil || n != 0 {
+		t.Fatalf("in step: %d %v", n, err)
+	}
+	// Restored from a copy older than both the apply of one and the
+	// release of the other.
+	n, err := s.ReconcileAgent("north", []string{released.ID, "h-unknown00000"})
+	if err != nil || n != 2 {
+		t.Fatalf("out of step: %d %v", n, err)
+	}
+	a, _ := mustGet(t, s, active.ID).Agent("north")
+	r, _ := mustGet(t, s, released.ID).Agent("north")
+	if a.State != AgentPending || r.State != AgentReleasing {
+		t.Fatalf("active %+v, released %+v", a, r)
+	}
+	if w, _ := s.Waiting("north"); len(w) != 2 {
+		t.Fatalf("waiting %d, want both", len(w))
+	}
+}
+
+func mustGet(t *testing.T, s *Store, id string) Hold {
+	t.Helper()
+	h, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

@@ -63,10 +63,10 @@ type Config struct {
 	// called again.
 	OnNewOutbox func(district string) error
 	// OnAttach, if set, is called once an agent's link is up (after the
-	// Welcome is sent), to send it what waits for it. It must not block:
-	// the agent's messages, acknowledgements included, are read after it
-	// returns.
-	OnAttach func(district string)
+	// Welcome is sent) with the holds the agent says it keeps, to send it
+	// what waits for it. It must not block: the agent's messages,
+	// acknowledgements included, are read after it returns.
+	OnAttach func(district string, agentHolds []string)
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
@@ -163,6 +163,13 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, "hello without a valid outbox id")
 	case len(hello.GetCameras()) > 10000:
 		return status.Error(codes.InvalidArgument, "too many cameras")
+	case len(hello.GetHolds()) > 100000:
+		return status.Error(codes.InvalidArgument, "too many holds")
+	}
+	for _, h := range hello.GetHolds() {
+		if h == "" || len(h) > 64 {
+			return status.Error(codes.InvalidArgument, "hello: bad hold id")
+		}
 	}
 	for _, cam := range hello.GetCameras() {
 		if err := storage.ValidateName("camera", cam); err != nil {
@@ -221,7 +228,7 @@ func (r *Registry) Connect(stream agentv1.Link_ConnectServer) error {
 		return err
 	}
 	if r.cfg.OnAttach != nil {
-		r.cfg.OnAttach(district)
+		r.cfg.OnAttach(district, hello.GetHolds())
 	}
 
 	reports := make(chan *agentv1.Report, maxApplyBatch)

@@ -152,8 +152,13 @@ func (s *Server) open() error {
 		// An agent that lost its index lost its holds too: send them
 		// again, and send whatever waits for an agent when it attaches.
 		OnNewOutbox: func(district string) error { _, err := s.holds.ResetDistrict(district); return err },
-		OnAttach:    func(district string) { s.delivery.Kick(district) },
-		Now:         s.opts.Now, Logger: s.opts.Logger,
+		OnAttach: func(district string, agentHolds []string) {
+			if _, err := s.holds.ReconcileAgent(district, agentHolds); err != nil {
+				s.log.Error("compare the agent's holds with central's", "district", district, "error", err)
+			}
+			s.delivery.Kick(district)
+		},
+		Now: s.opts.Now, Logger: s.opts.Logger,
 	})
 	if err != nil {
 		return err

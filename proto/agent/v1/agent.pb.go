@@ -374,7 +374,11 @@ type Hello struct {
 	// Identifies the agent's outbox. Sequence numbers count within one
 	// outbox; an agent whose index was lost starts a new outbox, which
 	// replaces everything central knew of the district's segments.
-	OutboxId      string `protobuf:"bytes,5,opt,name=outbox_id,json=outboxId,proto3" json:"outbox_id,omitempty"`
+	OutboxId string `protobuf:"bytes,5,opt,name=outbox_id,json=outboxId,proto3" json:"outbox_id,omitempty"`
+	// The ids of the judicial holds the agent keeps in force. Central sends
+	// again those it has as active that are missing, and releases those it
+	// has as released (an index restored from an older copy).
+	Holds         []string `protobuf:"bytes,6,rep,name=holds,proto3" json:"holds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -442,6 +446,13 @@ func (x *Hello) GetOutboxId() string {
 		return x.OutboxId
 	}
 	return ""
+}
+
+func (x *Hello) GetHolds() []string {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
 }
 
 type Welcome struct {
@@ -1674,13 +1685,14 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\awelcome\x18\x01 \x01(\v2\x17.vigil.agent.v1.WelcomeH\x00R\awelcome\x12'\n" +
 	"\x03ack\x18\x02 \x01(\v2\x13.vigil.agent.v1.AckH\x00R\x03ack\x123\n" +
 	"\acommand\x18\x03 \x01(\v2\x17.vigil.agent.v1.CommandH\x00R\acommandB\x06\n" +
-	"\x04body\"\xb1\x01\n" +
+	"\x04body\"\xc7\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bdistrict\x18\x01 \x01(\tR\bdistrict\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x120\n" +
 	"\x05clock\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05clock\x12\x18\n" +
 	"\acameras\x18\x04 \x03(\tR\acameras\x12\x1b\n" +
-	"\toutbox_id\x18\x05 \x01(\tR\boutboxId\"k\n" +
+	"\toutbox_id\x18\x05 \x01(\tR\boutboxId\x12\x14\n" +
+	"\x05holds\x18\x06 \x03(\tR\x05holds\"k\n" +
 	"\aWelcome\x12?\n" +
 	"\rcentral_clock\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\fcentralClock\x12\x1f\n" +
 	"\vapplied_seq\x18\x02 \x01(\x04R\n" +
