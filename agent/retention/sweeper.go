@@ -244,6 +244,18 @@ func (s *Sweeper) shed(ctx context.Context, store storage.ObjectStore, res *Resu
 		s.setFull(ctx, false, c)
 		return nil
 	}
+	// On a filesystem shared with other data, deleting footage cannot bring
+	// usage under the low watermark if the rest alone is above it: then
+	// no footage is shed for nothing, and the alarm says why.
+	footage, err := s.cfg.Index.Usage()
+	if err != nil {
+		return err
+	}
+	if other := c.Used - footage; other >= low {
+		s.cfg.Raise(AlarmPressure, fmt.Sprintf("store %d%% full, %d%% of it not footage: deleting footage cannot make room; free the disk",
+			c.Used*100/c.Total, other*100/c.Total))
+		return nil
+	}
 	s.cfg.Raise(AlarmPressure, fmt.Sprintf("store %d%% full (high watermark %d%%): deleting the oldest unheld footage early",
 		c.Used*100/c.Total, int(s.cfg.HighWater*100)))
 	for c.Used >= low && ctx.Err() == nil {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -474,5 +475,23 @@ func TestDeletionAlarmClearsWhenHeld(t *testing.T) {
 	f.sweep(t)
 	if f.alarm(AlarmDeletionFailed) != "" || !f.exists(t, seg) {
 		t.Fatalf("alarm %q, exists %v", f.alarm(AlarmDeletionFailed), f.exists(t, seg))
+	}
+}
+
+// A disk filled by other data than footage: deleting footage would not
+// make room, so none is deleted, and the alarm says why.
+func TestPressureFromOtherDataShedsNothing(t *testing.T) {
+	var f *fixture
+	f = newFixture(t, nil, func(context.Context) (Capacity, error) {
+		used, err := f.ix.Usage()
+		return Capacity{Used: used + 9_000, Total: 10_000}, err // 90% other data
+	})
+	seg := f.record(t, "gate", t0, time.Minute, 7*day, 500)
+	f.clock.Set(t0.Add(time.Hour))
+	if res := f.sweep(t); res.Deleted[ReasonPressure] != 0 || !f.exists(t, seg) {
+		t.Fatalf("footage shed for a disk full of other data: %+v", res)
+	}
+	if a := f.alarm(AlarmPressure); !strings.Contains(a, "not footage") {
+		t.Fatalf("alarm %q", a)
 	}
 }
