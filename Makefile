@@ -6,6 +6,7 @@ TOOLS     := $(CURDIR)/.tools/bin
 MINIO     := $(TOOLS)/minio
 MINIO_MOD := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 BENCH_CLIP := agent/camerasim/testdata/bench/bench-1080p.mp4
+EVALSET   := bin/evalset
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # sudo only when not root (CI and these machines run as root).
@@ -42,6 +43,10 @@ bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/5
 	$(GO) test -run '^$$' -bench 'AgentContinuous' -benchtime 1x -timeout 30m ./agent/
 	$(GO) test -run '^$$' -bench 'Sweep1M|ApplyHold10k' -benchtime 1x -timeout 30m ./agent/retention/
 
+.PHONY: evalset
+evalset: ffmpeg ## Render the motion evaluation set into bin/evalset (about 70 s; clips up to date are kept)
+	$(GO) run ./agent/motion/evalset/cmd/genevalset --out $(EVALSET)
+
 .PHONY: lint
 lint: fmt-check ## gofmt and go vet
 	$(GO) vet ./...
@@ -56,11 +61,17 @@ fuzz: ## Run each fuzz target for 30 s
 	$(GO) test ./agent/config/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./agent/segmenter/ -run '^$$' -fuzz FuzzProbe -fuzztime 30s
 	$(GO) test ./agent/media/ -run '^$$' -fuzz FuzzAssembler -fuzztime 30s
+	$(GO) test ./agent/motion/eval/ -run '^$$' -fuzz FuzzGroundTruth -fuzztime 30s
 	$(GO) test ./central/catalog/ -run '^$$' -fuzz FuzzApplyReport -fuzztime 30s
 	$(GO) test ./central/config/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./central/pki/ -run '^$$' -fuzz FuzzSignAgent -fuzztime 30s
 	$(GO) test ./central/enroll/ -run '^$$' -fuzz FuzzEnroll -fuzztime 30s
 	$(GO) test ./proto/identity/ -run '^$$' -fuzz FuzzParseToken -fuzztime 30s
+	$(GO) test ./agent/camerasim/ -run '^$$' -fuzz FuzzParseFMP4 -fuzztime 30s
+	$(GO) test ./agent/ -run '^$$' -fuzz FuzzParseRecordingsQuery -fuzztime 30s
+	$(GO) test ./central/audit/ -run '^$$' -fuzz FuzzUnmarshal -fuzztime 30s
+	$(GO) test ./storage/fs/ -run '^$$' -fuzz FuzzValidateKey -fuzztime 30s
+	$(GO) test ./storage/index/ -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s
 
 .PHONY: proto
 proto: proto-tools ## Regenerate the Go code of proto/*.proto (pinned protoc plugins)

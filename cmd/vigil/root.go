@@ -18,6 +18,7 @@ viewing for auditors.`,
 	root.AddCommand(
 		newAgentCommand(),
 		newCameraSimCommand(),
+		newMotionCommand(),
 		newRecordingsCommand(),
 		newDemoCommand(),
 		newCentralCommand(),
