@@ -42,7 +42,11 @@ type PixelConfig struct {
 	Name      string
 	Threshold int
 	MinArea   float64
-	OnFrame   OnFrame
+	// Masks are polygons, in pixels of a MaskWidth×MaskHeight picture (the
+	// camera's), inside which nothing counts as motion.
+	Masks                 [][]MaskPoint
+	MaskWidth, MaskHeight int
+	OnFrame               OnFrame
 	// FFmpeg is the ffmpeg binary (default "ffmpeg" on PATH).
 	FFmpeg string
 	// RestartDelay is the least time between two ffmpeg starts (default 2s).
@@ -54,8 +58,9 @@ type PixelConfig struct {
 // 25 fps, enough to ride over a scheduling hiccup.
 const queueDepth = 100
 
-// Pixel is the pixel detector: running-average background, threshold and
-// minimum changed area on 160×90 gray frames decoded by ffmpeg.
+// Pixel is the pixel detector: PixelAnalyzer (normalised running-average
+// background, shake compensation, connected blobs confirmed over a few
+// frames, masks) on FrameWidth×FrameHeight gray frames decoded by ffmpeg.
 type Pixel struct {
 	cfg PixelConfig
 	log *slog.Logger
@@ -77,7 +82,7 @@ func NewPixel(cfg PixelConfig) (*Pixel, error) {
 	if cfg.OnFrame == nil {
 		return nil, errors.New("motion: OnFrame is required")
 	}
-	if _, err := NewPixelAnalyzer(FrameWidth, FrameHeight, cfg.Threshold, cfg.MinArea); err != nil {
+	if _, err := cfg.newAnalyzer(); err != nil {
 		return nil, err
 	}
 	if cfg.FFmpeg == "" {
@@ -147,6 +152,18 @@ func (p *Pixel) Close() error {
 	return nil
 }
 
+// newAnalyzer makes the frame analyzer the configuration describes.
+func (cfg *PixelConfig) newAnalyzer() (*PixelAnalyzer, error) {
+	a, err := NewPixelAnalyzer(FrameWidth, FrameHeight, cfg.Threshold, cfg.MinArea)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.SetMasks(cfg.Masks, cfg.MaskWidth, cfg.MaskHeight); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // decoder is one ffmpeg process.
 type decoder struct {
 	cmd   *exec.Cmd
@@ -163,7 +180,7 @@ func (p *Pixel) startDecoder(params *media.Params) (*decoder, error) {
 	if params.Codec == media.H265 {
 		demuxer = "hevc"
 	}
-	analyzer, err := NewPixelAnalyzer(FrameWidth, FrameHeight, p.cfg.Threshold, p.cfg.MinArea)
+	analyzer, err := p.cfg.newAnalyzer()
 	if err != nil {
 		return nil, err
 	}

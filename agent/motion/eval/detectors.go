@@ -49,12 +49,20 @@ type DetectorSpec struct {
 var registry = []DetectorSpec{
 	{
 		Name: "pixel",
-		Description: fmt.Sprintf("ffmpeg decode to %dx%d gray, running-average background (threshold %d, min area %g)",
-			motion.FrameWidth, motion.FrameHeight, DefaultPixelThreshold, DefaultPixelMinArea),
-		Masks: false, // motion.PixelConfig has no masks yet
+		Description: fmt.Sprintf("ffmpeg decode to %dx%d gray, normalised running-average background, blobs of %d+ px confirmed over %d frames (threshold %d, min area %g), masks",
+			motion.FrameWidth, motion.FrameHeight, motion.DefaultMinBlob(motion.FrameWidth, motion.FrameHeight), motion.DefaultPersist,
+			DefaultPixelThreshold, DefaultPixelMinArea),
+		Masks: true,
 		New: func(c DetectorConfig) (motion.Detector, error) {
+			masks := make([][]motion.MaskPoint, len(c.Masks))
+			for i, poly := range c.Masks {
+				for _, p := range poly {
+					masks[i] = append(masks[i], motion.MaskPoint{X: p.X, Y: p.Y})
+				}
+			}
 			return motion.NewPixel(motion.PixelConfig{
 				Name: c.Clip, Threshold: DefaultPixelThreshold, MinArea: DefaultPixelMinArea,
+				Masks: masks, MaskWidth: c.Width, MaskHeight: c.Height,
 				OnFrame: c.OnFrame, FFmpeg: c.FFmpeg, Logger: c.Logger,
 			})
 		},
