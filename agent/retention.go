@@ -120,25 +120,10 @@ func (a *Agent) capacity() func(context.Context) (retention.Capacity, error) {
 	}
 }
 
-// applyRetention makes each camera's configured retention apply to the
-// footage already recorded (a shortened retention takes effect at once).
-func (a *Agent) applyRetention(ctx context.Context) {
-	for _, c := range a.cfg.Cameras {
-		n, err := a.index.ApplyRetention(ctx, a.cfg.District, c.ID, c.Retention.Std())
-		if err != nil {
-			a.log.Error("apply retention", "camera", c.ID, "error", err)
-			continue
-		}
-		if n > 0 {
-			a.log.Info("shorter retention applied to recorded footage", "camera", c.ID, "retention", c.Retention.String(), "segments", n)
-		}
-	}
-}
-
 // runRetention finishes interrupted hold changes, then sweeps until ctx
-// ends.
+// ends. A retention shortened in the configuration is applied to recorded
+// footage by reconciliation at start (and reported to central).
 func (a *Agent) runRetention(ctx context.Context) {
-	a.applyRetention(ctx)
 	if err := a.holds.Resume(ctx); err != nil {
 		a.raise(AlarmHolds, fmt.Sprintf("holds not fully in force in the store: %v", err))
 	}

@@ -214,66 +214,6 @@ func (ix *Index) Usage() (int64, error) {
 	return total, err
 }
 
-// ApplyRetention makes the camera's segments expire at the latest at
-// start + retention: a retention shortened in the configuration applies to
-// the footage already recorded. It is cheap when the retention has not
-// changed since the last call (a stored marker), and otherwise visits the
-// camera's segments once. It returns how many segments now expire sooner.
-func (ix *Index) ApplyRetention(ctx context.Context, district, camera string, retention time.Duration) (int, error) {
-	if retention <= 0 {
-		return 0, fmt.Errorf("index: retention of %s/%s: %v is not positive", district, camera, retention)
-	}
-	marker := append(bytes.Clone(keyRetention), cameraName(district, camera)...)
-	var n int
-	err := ix.submit(ctx, func(tx *bolt.Tx) error {
-		n = 0
-		meta := tx.Bucket(bucketMeta)
-		newMarker := binary.BigEndian.AppendUint64(nil, uint64(retention))
-		if v := meta.Get(marker); len(v) == 8 {
-			switch was := time.Duration(binary.BigEndian.Uint64(v)); {
-			case was == retention:
-				return nil
-			case was < retention:
-				// Longer now: what is indexed expires sooner already.
-				return meta.Put(marker, newMarker)
-			}
-		}
-		prefix := cameraPrefix(district, camera)
-		segs := tx.Bucket(bucketSegments)
-		var changed []storage.Segment
-		c := tx.Bucket(bucketCamera).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			rest := k[len(prefix):]
-			if len(rest) < 8 {
-				return fmt.Errorf("%w: camera key %q", ErrCorrupt, k)
-			}
-			raw := segs.Get(rest[8:])
-			if raw == nil {
-				return fmt.Errorf("%w: camera key for missing segment %q", ErrCorrupt, rest[8:])
-			}
-			s, err := decodeSegment(raw)
-			if err != nil {
-				return err
-			}
-			if limit := s.Start.Add(retention); s.Expires.After(limit) {
-				s.Expires = limit
-				changed = append(changed, s)
-			}
-		}
-		for i := range changed {
-			if err := putTx(tx, &changed[i], encodeSegment(&changed[i]), false); err != nil {
-				return err
-			}
-		}
-		n = len(changed)
-		return meta.Put(marker, newMarker)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("index: retention of %s/%s: %w", district, camera, wrapCorrupt(err))
-	}
-	return n, nil
-}
-
 // initUsage computes the usage count of an index written before it was
 // kept.
 func (ix *Index) initUsage() error {

@@ -189,37 +189,6 @@ func TestClaimAndHoldAreOrdered(t *testing.T) {
 	}
 }
 
-// A retention shortened in the configuration applies to footage already
-// recorded; lengthened, it changes nothing recorded.
-func TestApplyRetention(t *testing.T) {
-	ix := MustOpenTemp(t)
-	ctx := context.Background()
-	MustPut(t, ix, minuteSegments("north/gate", t0, 5)...)
-	MustPut(t, ix, seg(segID(9), "north/yard", t0, time.Minute))
-	n, err := ix.ApplyRetention(ctx, "north", "gate", 24*time.Hour)
-	if err != nil || n != 5 {
-		t.Fatalf("shortened %d %v", n, err)
-	}
-	exp, _ := ix.Expiring(t0.Add(24*time.Hour+5*time.Minute), 0)
-	if len(exp) != 5 || !exp[0].Expires.Equal(t0.Add(24*time.Hour).UTC().Round(0)) {
-		t.Fatalf("expiring %d, first %v", len(exp), exp[0].Expires)
-	}
-	if n, _ := ix.ApplyRetention(ctx, "north", "gate", 24*time.Hour); n != 0 {
-		t.Fatalf("unchanged retention visited again: %d", n)
-	}
-	if n, _ := ix.ApplyRetention(ctx, "north", "gate", week); n != 0 {
-		t.Fatalf("lengthened retention changed %d", n)
-	}
-	// Shortened again below what segments indexed meanwhile carry.
-	MustPut(t, ix, seg(segID(20), "north/gate", t0.Add(time.Hour), time.Minute))
-	if n, _ := ix.ApplyRetention(ctx, "north", "gate", time.Hour); n != 6 {
-		t.Fatalf("shortened again: %d, want 6", n)
-	}
-	if _, err := ix.ApplyRetention(ctx, "north", "gate", 0); err == nil {
-		t.Fatal("zero retention accepted")
-	}
-}
-
 func TestUsageOfAnOlderIndex(t *testing.T) {
 	path := t.TempDir() + "/index.db"
 	ix, err := Open(path, Options{})
