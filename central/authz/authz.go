@@ -21,7 +21,8 @@ type rule struct {
 	// roles allowed when not public or anyRole.
 	roles []users.Role
 	// self also allows any authenticated user acting on their own account;
-	// the server applies it with AuthorizeSetPassword.
+	// the server applies it with AuthorizeOwnAccount, since only the
+	// request says whose account it is.
 	self bool
 	// district marks methods whose request names a district, or whose
 	// answer is per district: the server must check each district with
@@ -69,6 +70,13 @@ var rules = map[string]rule{
 	opsv1.Ops_DisableUser_FullMethodName: {roles: adminOnly},
 	// Admins set anyone's password; everyone may change their own.
 	opsv1.Ops_SetPassword_FullMethodName: {roles: adminOnly, self: true},
+	// A second factor is enrolled by its owner only: whoever enrols sees
+	// the secret, and an administrator holding someone's second factor
+	// would make it no factor of theirs. Removing one takes no secret:
+	// administrators may, for someone who lost their device.
+	opsv1.Ops_EnrollTOTP_FullMethodName:  {self: true},
+	opsv1.Ops_ConfirmTOTP_FullMethodName: {self: true},
+	opsv1.Ops_DisableTOTP_FullMethodName: {roles: adminOnly, self: true},
 
 	// The audit log is for auditors. Administrators cannot read it either:
 	// it records what they do.
@@ -105,10 +113,12 @@ func DistrictScoped(method string) bool {
 // callers without a valid role (the zero User: not authenticated) and
 // disabled users are denied; public methods are allowed to anyone.
 //
-// For SetPassword, Authorize allows administrators only: the server must
-// call AuthorizeSetPassword instead, which also allows people to change
-// their own password. Failing closed keeps a server that forgets the
-// special case from letting anyone reset anyone's password.
+// For the methods on one's own account (SelfService: SetPassword and the
+// TOTP ones), Authorize allows only the roles listed, none for EnrollTOTP
+// and ConfirmTOTP: the server must call AuthorizeOwnAccount instead, which
+// also allows people to act on their own account. Failing closed keeps a
+// server that forgets the special case from letting anyone reset anyone's
+// password or second factor.
 func Authorize(u users.User, method string) error {
 	r, ok := rules[method]
 	if !ok {
@@ -151,10 +161,17 @@ func AuthorizeDistrict(u users.User, method, district string) error {
 	return nil
 }
 
-// AuthorizeSetPassword decides SetPassword: an administrator may set
-// anyone's password, any other authenticated user only their own.
-func AuthorizeSetPassword(u users.User, target string) error {
-	const method = opsv1.Ops_SetPassword_FullMethodName
+// SelfService reports whether method acts on one account named in the
+// request that its owner may act on whatever their role: the server must
+// authorise it with AuthorizeOwnAccount.
+func SelfService(method string) bool {
+	return rules[method].self
+}
+
+// AuthorizeOwnAccount decides a SelfService method for the account target:
+// the roles of its rule may act on anyone's account, any other
+// authenticated user only on their own.
+func AuthorizeOwnAccount(u users.User, method, target string) error {
 	if err := caller(u, method); err != nil {
 		return err
 	}
@@ -164,5 +181,11 @@ func AuthorizeSetPassword(u users.User, target string) error {
 	if rules[method].self && u.Name == target {
 		return nil
 	}
-	return fmt.Errorf("authz: %w: role %q may set only its own password, not %q's", ErrDenied, u.Role, target)
+	return fmt.Errorf("authz: %w: role %q may call %s only for its own account, not %q's", ErrDenied, u.Role, method, target)
+}
+
+// AuthorizeSetPassword decides SetPassword: an administrator may set
+// anyone's password, any other authenticated user only their own.
+func AuthorizeSetPassword(u users.User, target string) error {
+	return AuthorizeOwnAccount(u, opsv1.Ops_SetPassword_FullMethodName, target)
 }

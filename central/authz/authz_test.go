@@ -104,6 +104,17 @@ var expected = map[string]map[users.Role]verdict{
 		users.RoleAuditor:  {deny, deny},
 		users.RoleAdmin:    {allow, deny},
 	},
+	// Method level: nobody. Enrolling one's own second factor goes
+	// through AuthorizeOwnAccount; no role may do it for someone else.
+	opsv1.Ops_EnrollTOTP_FullMethodName:  nobody,
+	opsv1.Ops_ConfirmTOTP_FullMethodName: nobody,
+	opsv1.Ops_DisableTOTP_FullMethodName: {
+		// Method level; self-service goes through AuthorizeOwnAccount.
+		users.RoleOperator: {deny, deny},
+		users.RoleOfficer:  {deny, deny},
+		users.RoleAuditor:  {deny, deny},
+		users.RoleAdmin:    {allow, deny},
+	},
 	opsv1.Ops_AuditLog_FullMethodName:        auditorOnly,
 	opsv1.Ops_AuditCheckpoint_FullMethodName: auditorOnly,
 	opsv1.Ops_AuditRecords_FullMethodName:    auditorOnly,
@@ -128,6 +139,22 @@ var expected = map[string]map[users.Role]verdict{
 		users.RoleAuditor:  {allow, deny},
 		users.RoleAdmin:    {allow, deny},
 	},
+}
+
+// nobody: no role, at the method level.
+var nobody = map[users.Role]verdict{
+	users.RoleOperator: {deny, deny},
+	users.RoleOfficer:  {deny, deny},
+	users.RoleAuditor:  {deny, deny},
+	users.RoleAdmin:    {deny, deny},
+}
+
+// selfMethods are the RPCs on one's own account.
+var selfMethods = map[string]bool{
+	opsv1.Ops_SetPassword_FullMethodName: true,
+	opsv1.Ops_EnrollTOTP_FullMethodName:  true,
+	opsv1.Ops_ConfirmTOTP_FullMethodName: true,
+	opsv1.Ops_DisableTOTP_FullMethodName: true,
 }
 
 // officerOnly: placing and releasing holds, within the officer's districts.
@@ -222,6 +249,9 @@ func TestMatrix(t *testing.T) {
 		if got := DistrictScoped(m); got != scopedMethods[m] {
 			t.Errorf("DistrictScoped(%s) = %v", m, got)
 		}
+		if got := SelfService(m); got != selfMethods[m] {
+			t.Errorf("SelfService(%s) = %v", m, got)
+		}
 	}
 }
 
@@ -265,6 +295,11 @@ func TestUnusableCallers(t *testing.T) {
 		}
 		if err := AuthorizeSetPassword(u, u.Name); !errors.Is(err, ErrDenied) {
 			t.Errorf("%s setting its own password: %v", what, err)
+		}
+		for m := range selfMethods {
+			if err := AuthorizeOwnAccount(u, m, u.Name); !errors.Is(err, ErrDenied) {
+				t.Errorf("%s calling %s on its own account: %v", what, m, err)
+			}
 		}
 	}
 }
@@ -322,5 +357,69 @@ func TestAuthorizeSetPassword(t *testing.T) {
 				t.Fatalf("%v does not wrap ErrDenied", err)
 			}
 		})
+	}
+}
+
+// TestAuthorizeOwnAccount checks the methods on one account, role by role,
+// on one's own account and on someone else's.
+func TestAuthorizeOwnAccount(t *testing.T) {
+	type want struct{ self, other bool }
+	// adminOrSelf: administrators act on anyone, everyone on themself.
+	adminOrSelf := map[users.Role]want{
+		users.RoleOperator: {allow, deny},
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {allow, deny},
+		users.RoleAdmin:    {allow, allow},
+	}
+	// selfOnly: an administrator enrolling someone's second factor would
+	// hold it.
+	selfOnly := map[users.Role]want{
+		users.RoleOperator: {allow, deny},
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {allow, deny},
+		users.RoleAdmin:    {allow, deny},
+	}
+	expected := map[string]map[users.Role]want{
+		opsv1.Ops_SetPassword_FullMethodName: adminOrSelf,
+		opsv1.Ops_EnrollTOTP_FullMethodName:  selfOnly,
+		opsv1.Ops_ConfirmTOTP_FullMethodName: selfOnly,
+		opsv1.Ops_DisableTOTP_FullMethodName: adminOrSelf,
+		// Not self-service: the target changes nothing.
+		opsv1.Ops_DisableUser_FullMethodName: {
+			users.RoleOperator: {deny, deny},
+			users.RoleOfficer:  {deny, deny},
+			users.RoleAuditor:  {deny, deny},
+			users.RoleAdmin:    {allow, allow},
+		},
+	}
+	for m := range selfMethods {
+		if _, ok := expected[m]; !ok {
+			t.Errorf("%s: no expectation", m)
+		}
+	}
+	for m, byRole := range expected {
+		name := m[strings.LastIndex(m, "/")+1:]
+		for _, role := range users.Roles() {
+			// A district scope changes nothing: accounts are not per
+			// district.
+			u := users.User{Name: "me", Role: role, Districts: []string{"north"}}
+			for _, c := range []struct {
+				target string
+				want   bool
+			}{{"me", byRole[role].self}, {"someone", byRole[role].other}, {"", byRole[role].other}} {
+				t.Run(name+"/"+string(role)+"/"+c.target, func(t *testing.T) {
+					err := AuthorizeOwnAccount(u, m, c.target)
+					if got := err == nil; got != c.want {
+						t.Fatalf("got %v, want allowed=%v", err, c.want)
+					}
+					if err != nil {
+						checkDenied(t, err, string(role))
+					}
+				})
+			}
+		}
+	}
+	if err := AuthorizeOwnAccount(users.User{Name: "me", Role: users.RoleAdmin}, "/vigil.ops.v1.Ops/Nope", "me"); !errors.Is(err, ErrDenied) {
+		t.Fatalf("unknown method: %v", err)
 	}
 }

@@ -28,6 +28,9 @@ var methodActions = map[string]string{
 	opsv1.Ops_ListUsers_FullMethodName:             actions.UserList,
 	opsv1.Ops_DisableUser_FullMethodName:           actions.UserDisable,
 	opsv1.Ops_SetPassword_FullMethodName:           actions.UserPassword,
+	opsv1.Ops_EnrollTOTP_FullMethodName:            actions.UserTOTP,
+	opsv1.Ops_ConfirmTOTP_FullMethodName:           actions.UserTOTP,
+	opsv1.Ops_DisableTOTP_FullMethodName:           actions.UserTOTP,
 	opsv1.Ops_AuditLog_FullMethodName:              actions.AuditRead,
 	opsv1.Ops_AuditCheckpoint_FullMethodName:       actions.AuditCheckpoint,
 	opsv1.Ops_AuditRecords_FullMethodName:          actions.AuditExport,
@@ -61,6 +64,13 @@ func auditRecordFor(ctx context.Context, method string, req any) audit.Record {
 		t.User = audit.Clip(r.GetName(), 64)
 	case *opsv1.SetPasswordRequest:
 		t.User = audit.Clip(r.GetName(), 64)
+	case *opsv1.EnrollTOTPRequest:
+		t.User, rec.Detail = audit.Clip(r.GetName(), 64), "enrol"
+	case *opsv1.ConfirmTOTPRequest:
+		// Not the code: a record must not help anyone log in.
+		t.User, rec.Detail = audit.Clip(r.GetName(), 64), "confirm"
+	case *opsv1.DisableTOTPRequest:
+		t.User, rec.Detail = audit.Clip(r.GetName(), 64), "disable"
 	case *opsv1.AuditLogRequest:
 		t.District, t.Camera = audit.Clip(r.GetDistrict(), 64), audit.Clip(r.GetCamera(), 64)
 		t.From, t.To = validTime(r.GetSince()), validTime(r.GetUntil())
@@ -91,6 +101,22 @@ func auditRecordFor(ctx context.Context, method string, req any) audit.Record {
 		t.From = validTime(r.GetSince())
 	}
 	return rec
+}
+
+// requestAccount is the user a request on one account acts on, "" for
+// requests of other kinds (which then match nobody's own account).
+func requestAccount(req any) string {
+	switch r := req.(type) {
+	case *opsv1.SetPasswordRequest:
+		return r.GetName()
+	case *opsv1.EnrollTOTPRequest:
+		return r.GetName()
+	case *opsv1.ConfirmTOTPRequest:
+		return r.GetName()
+	case *opsv1.DisableTOTPRequest:
+		return r.GetName()
+	}
+	return ""
 }
 
 // requestDistrict is the district a request acts on, "" for none.

@@ -17,7 +17,6 @@ import (
 	"github.com/vigil-cctv/vigil/central/audit"
 	"github.com/vigil-cctv/vigil/central/authz"
 	"github.com/vigil-cctv/vigil/central/users"
-	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 )
 
 type callerKey struct{}
@@ -87,12 +86,11 @@ func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerI
 }
 
 // authorizeRequest applies the role rules, then the district scope of the
-// district the request names, if any. SetPassword's rule depends on the
-// target (anyone may change their own).
+// district the request names, if any. The rule of a method on one account
+// (SetPassword, the TOTP ones) depends on whose account it is.
 func authorizeRequest(u users.User, method string, req any) error {
-	if method == opsv1.Ops_SetPassword_FullMethodName {
-		r, _ := req.(*opsv1.SetPasswordRequest)
-		return authz.AuthorizeSetPassword(u, r.GetName())
+	if authz.SelfService(method) {
+		return authz.AuthorizeOwnAccount(u, method, requestAccount(req))
 	}
 	if district := requestDistrict(req); district != "" || authz.DistrictScoped(method) && requestNamesDistrict(req) {
 		return authz.AuthorizeDistrict(u, method, district)

@@ -247,7 +247,44 @@ func TestAuthorizationMatrix(t *testing.T) {
 			_, err := cl.SetPassword(ctx, &opsv1.SetPasswordRequest{Name: self, Password: testPassword, CurrentPassword: testPassword})
 			return err
 		},
+		"EnrollTOTP(self)": func(cl opsv1.OpsClient, self, _ string) error {
+			_, err := cl.EnrollTOTP(ctx, &opsv1.EnrollTOTPRequest{Name: self})
+			return err
+		},
+		"EnrollTOTP(other)": func(cl opsv1.OpsClient, self, _ string) error {
+			_, err := cl.EnrollTOTP(ctx, &opsv1.EnrollTOTPRequest{Name: otherThan(self)})
+			return err
+		},
+		"ConfirmTOTP(self)": func(cl opsv1.OpsClient, self, _ string) error {
+			resp, err := cl.EnrollTOTP(ctx, &opsv1.EnrollTOTPRequest{Name: self})
+			if err != nil {
+				return err
+			}
+			code, err := users.TOTPCode(resp.GetSecret(), c.clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cl.ConfirmTOTP(ctx, &opsv1.ConfirmTOTPRequest{Name: self, Code: code})
+			// The next calls log in with a password only.
+			if _, derr := admin.DisableTOTP(ctx, &opsv1.DisableTOTPRequest{Name: self}); derr != nil {
+				t.Fatal(derr)
+			}
+			return err
+		},
+		"ConfirmTOTP(other)": func(cl opsv1.OpsClient, self, _ string) error {
+			_, err := cl.ConfirmTOTP(ctx, &opsv1.ConfirmTOTPRequest{Name: otherThan(self), Code: "123456"})
+			return err
+		},
+		"DisableTOTP(self)": func(cl opsv1.OpsClient, self, _ string) error {
+			_, err := cl.DisableTOTP(ctx, &opsv1.DisableTOTPRequest{Name: self})
+			return err
+		},
+		"DisableTOTP(other)": func(cl opsv1.OpsClient, self, _ string) error {
+			_, err := cl.DisableTOTP(ctx, &opsv1.DisableTOTPRequest{Name: otherThan(self)})
+			return err
+		},
 	}
+
 	// Allowed: role → call → districts in which it is allowed ("*" = both).
 	allowed := map[string]map[string]string{
 		"operator": {"WhoAmI": "*", "ListAgents": "*", "ListRecordings": "north", "SetPassword(self)": "*"},
@@ -257,7 +294,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 			"AuditLog": "*", "AuditCheckpoint": "*", "AuditRecords": "*", "AuditReport": "*",
 			"ListHolds": "*", "GetHold": "*", "RetentionReport": "*"},
 		"admin": {"WhoAmI": "*", "ListAgents": "*", "CreateEnrollmentToken": "*", "AddUser": "*", "ListUsers": "*",
-			"DisableUser": "*", "SetPassword(other)": "*", "SetPassword(self)": "*", "RetentionReport": "*"},
+			"DisableUser": "*", "SetPassword(other)": "*", "SetPassword(self)": "*", "RetentionReport": "*",
+			// Removing someone's second factor, yes; enrolling it, no:
+			// the administrator would hold it.
+			"DisableTOTP(other)": "*"},
+	}
+	// Everyone may enrol, confirm and remove their own second factor.
+	for _, calls := range allowed {
+		for _, call := range []string{"EnrollTOTP(self)", "ConfirmTOTP(self)", "DisableTOTP(self)"} {
+			calls[call] = "*"
+		}
 	}
 	for _, who := range []struct{ name, role string }{{"olga", "operator"}, {"otto", "officer"}, {"aude", "auditor"}, {"adam", "admin"}} {
 		for call, do := range calls {
@@ -286,6 +332,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			t.Errorf("RPC %s is not in the authorization matrix", m.MethodName)
 		}
 	}
+}
+
+// otherThan is a user of the matrix other than self.
+func otherThan(self string) string {
+	if self == "aude" {
+		return "otto"
+	}
+	return "aude"
 }
 
 // Without a session, with a forged one, or with an expired one, every RPC

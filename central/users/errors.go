@@ -10,9 +10,18 @@ import (
 // errors usually wrap these with the name or value concerned.
 var (
 	// ErrBadCredentials is returned by Login for an unknown user, a wrong
-	// password and a disabled user alike, so that a caller cannot tell which
-	// names exist or are disabled.
+	// password, a disabled user and a wrong or replayed second-factor code
+	// alike, so that a caller cannot tell which names exist or are
+	// disabled, nor which of password and code was wrong.
 	ErrBadCredentials = errors.New("users: bad user name or password")
+
+	// ErrSecondFactorRequired is returned by LoginTOTP when the password
+	// is right but the user has a second factor and no code was given. It
+	// is returned only after the password was verified (and the user found
+	// enabled), so it says nothing about names to someone without the
+	// password. It is no failure: the caller asks for the code and tries
+	// again.
+	ErrSecondFactorRequired = errors.New("users: second factor required")
 
 	// ErrTooManyAttempts is returned by Login, without looking at the
 	// password, while the user name or the client address has had too many
@@ -26,8 +35,9 @@ var (
 	ErrUnauthenticated = errors.New("users: not authenticated")
 
 	// ErrInvalid wraps every validation failure of Add and SetPassword
-	// (name syntax, role, districts, password length): the request is wrong,
-	// not the server.
+	// (name syntax, role, districts, password length) and the refusals of
+	// ConfirmTOTP (wrong code, nothing pending): the request is wrong, not
+	// the server.
 	ErrInvalid = errors.New("users: invalid argument")
 
 	// ErrUserExists is returned by Add for a name already taken, disabled
@@ -35,8 +45,8 @@ var (
 	// unambiguous.
 	ErrUserExists = errors.New("users: user already exists")
 
-	// ErrNoSuchUser is returned by Get, Disable and SetPassword for a name
-	// that does not exist.
+	// ErrNoSuchUser is returned by Get, Disable, SetPassword and the TOTP
+	// methods for a name that does not exist.
 	ErrNoSuchUser = errors.New("users: no such user")
 
 	// ErrLastAdmin is returned by Disable when it would leave no enabled

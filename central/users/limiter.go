@@ -127,6 +127,10 @@ const (
 	outcomeError outcome = iota
 	outcomeFailure
 	outcomeSuccess
+	// outcomeIncomplete: the password was right and a second factor is
+	// due. It counts for nothing: the person is not done proving who they
+	// are, and has not failed either.
+	outcomeIncomplete
 )
 
 // done ends an attempt admitted by admit. A failure counts against both

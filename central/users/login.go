@@ -17,7 +17,7 @@ import (
 
 // FailureReason says why a login failed. The caller of Login only ever sees
 // ErrBadCredentials or ErrTooManyAttempts; the precise reason is kept for
-// the audit log.
+// the audit log. The values are stored: never change one.
 type FailureReason string
 
 // The reasons recorded in Failure.
@@ -25,6 +25,9 @@ const (
 	ReasonUnknownUser FailureReason = "unknown-user"
 	ReasonBadPassword FailureReason = "bad-password"
 	ReasonDisabled    FailureReason = "disabled"
+	// ReasonBadSecondFactor is a right password with a wrong, malformed or
+	// replayed TOTP code.
+	ReasonBadSecondFactor FailureReason = "bad-second-factor"
 	// ReasonThrottled is an attempt refused by the rate limit; its password
 	// was not checked, and it does not count towards the limit.
 	ReasonThrottled FailureReason = "throttled"
@@ -81,20 +84,36 @@ func tokenKey(token string) ([]byte, bool) {
 	return sum[:], true
 }
 
-// Login checks a name and password and opens a session. An unknown name, a
-// wrong password and a disabled user all return ErrBadCredentials after the
-// same argon2 work. While the name or the client address has had
-// MaxFailures failures within FailureWindow, Login returns a
-// *TooManyAttemptsError without looking at the password. Every failure,
-// refused attempts included, is recorded (FailedLogins) before Login
-// returns.
+// Login is LoginTOTP without a code: for callers that know only a
+// password. For a user with a second factor it returns
+// ErrSecondFactorRequired when the password is right.
+func (s *Store) Login(name, password, clientAddr string) (token string, expires time.Time, u User, err error) {
+	return s.LoginTOTP(name, password, "", clientAddr)
+}
+
+// LoginTOTP checks a name, password and, for a user who has confirmed a
+// second factor, a TOTP code, and opens a session. An unknown name, a
+// wrong password, a disabled user and a wrong code all return
+// ErrBadCredentials after the same argon2 work, and all count as failures.
+// While the name or the client address has had MaxFailures failures within
+// FailureWindow, LoginTOTP returns a *TooManyAttemptsError without looking
+// at the password. Every failure, refused attempts included, is recorded
+// (FailedLogins) before LoginTOTP returns.
+//
+// When the user has a second factor and code is empty, the answer is
+// ErrSecondFactorRequired, given only once the password has been verified
+// right: it is neither a failure nor a success for the limits. A code is
+// accepted for the step of the server's clock and the one before and after
+// it, and only once: a code of the step last used, or an earlier one, is
+// refused as a replay. A code given for a user without a second factor is
+// ignored.
 //
 // clientAddr is the peer address as the server sees it ("host:port"); the
 // port is ignored for the limit and an IPv6 address counts as its /64.
 // Callers must pass it: every empty address shares one limit.
 //
 // The token is 32 random bytes in base64url; only its SHA-256 is stored.
-func (s *Store) Login(name, password, clientAddr string) (token string, expires time.Time, u User, err error) {
+func (s *Store) LoginTOTP(name, password, code, clientAddr string) (token string, expires time.Time, u User, err error) {
 	recName, recAddr := clip(name, maxRecordedName), clip(clientAddr, maxRecordedAddress)
 	ukey, akey := userKey(recName), addrKey(clientAddr)
 
@@ -157,6 +176,24 @@ func (s *Store) Login(name, password, clientAddr string) (token string, expires 
 		return fail(ReasonDisabled)
 	}
 
+	// The second factor, now that the password is known right.
+	var step uint64
+	if len(rec.TOTPSecret) > 0 {
+		if code == "" {
+			// Not a failure: counting it would lock out everyone whose
+			// client asks for the code only when told to. Not a success
+			// either: that would forget the name's failures, and code
+			// guesses could go on unthrottled between code-less attempts.
+			o = outcomeIncomplete
+			s.log.Info("login: second factor required", "user", recName, "client", recAddr)
+			return "", time.Time{}, User{}, ErrSecondFactorRequired
+		}
+		var ok bool
+		if step, ok = matchTOTP(rec.TOTPSecret, code, s.opts.Now(), rec.TOTPLastStep); !ok {
+			return fail(ReasonBadSecondFactor)
+		}
+	}
+
 	// Upgrade a hash made with older parameters now that the password is
 	// known; failing to is not a reason to refuse the login.
 	var rehash string
@@ -192,6 +229,16 @@ func (s *Store) Login(name, password, clientAddr string) (token string, expires 
 		if cur.Hash != rec.Hash {
 			changed = ReasonBadPassword
 			return nil
+		}
+		// Likewise for the second factor: enabled, replaced or removed
+		// meanwhile voids the check; and a concurrent login that used
+		// the same code first makes this one a replay.
+		if !bytes.Equal(cur.TOTPSecret, rec.TOTPSecret) || len(cur.TOTPSecret) > 0 && step <= cur.TOTPLastStep {
+			changed = ReasonBadSecondFactor
+			return nil
+		}
+		if len(cur.TOTPSecret) > 0 {
+			cur.TOTPLastStep = step
 		}
 		if rehash != "" {
 			cur.Hash = rehash

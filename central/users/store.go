@@ -124,6 +124,14 @@ type record struct {
 	// failures before it no longer count against the name when the limiter
 	// is rebuilt at start.
 	FailuresClearedAt time.Time `json:"failures_cleared_at,omitzero"`
+	// TOTPSecret is the active second-factor key, nil when there is none;
+	// TOTPPending a key from EnrollTOTP not yet confirmed.
+	TOTPSecret  []byte `json:"totp_secret,omitempty"`
+	TOTPPending []byte `json:"totp_pending,omitempty"`
+	// TOTPLastStep is the time step of the last code accepted: codes of it
+	// and of earlier steps are refused, so an overheard code cannot be
+	// replayed within its validity. Written in the login transaction.
+	TOTPLastStep uint64 `json:"totp_last_step,omitempty"`
 }
 
 func (r *record) user() User {
@@ -134,6 +142,7 @@ func (r *record) user() User {
 		Designation: r.Designation,
 		Disabled:    r.Disabled,
 		Created:     r.Created,
+		TOTP:        len(r.TOTPSecret) > 0,
 	}
 }
 

@@ -54,6 +54,9 @@ type User struct {
 	Designation string
 	Disabled    bool
 	Created     time.Time
+	// TOTP is true when the user has a confirmed second factor: LoginTOTP
+	// then asks for a code. A pending enrolment does not count.
+	TOTP bool
 }
 
 // InScope reports whether the user may act on district. An empty district

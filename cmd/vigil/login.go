@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 )
@@ -18,6 +22,20 @@ type loginOptions struct {
 	user          string
 	passwordStdin bool
 	caFingerprint string
+	totp          string
+}
+
+// stdinIsTerminal reports whether a person can be asked something; tests
+// replace it to drive the prompts.
+var stdinIsTerminal = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+// secondFactorPrefix starts central's answer to a login that needs the code
+// of an authenticator app (central/server, Login).
+const secondFactorPrefix = "second factor required"
+
+func needsSecondFactor(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unauthenticated && strings.HasPrefix(st.Message(), secondFactorPrefix)
 }
 
 func newLoginCommand() *cobra.Command {
@@ -29,6 +47,9 @@ func newLoginCommand() *cobra.Command {
 first line of stdin with --password-stdin. The session token and central's
 pinned CA fingerprint are kept in $VIGIL_HOME (default ~/.config/vigil).
 
+With a second factor (vigil user totp enable), give the code of your
+authenticator app with --totp, or type it when asked.
+
 The first time, central's CA must be trusted: pass --ca-fingerprint (printed
 by vigil central when it starts), or compare it when asked.`,
 		Args: cobra.NoArgs,
@@ -39,6 +60,7 @@ by vigil central when it starts), or compare it when asked.`,
 	f.StringVar(&o.user, "user", "", "your user name")
 	f.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from stdin")
 	f.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of central's CA (hex)")
+	f.StringVar(&o.totp, "totp", "", "the current code of your authenticator app, if you have a second factor")
 	return cmd
 }
 
@@ -59,7 +81,7 @@ func runLogin(cmd *cobra.Command, o loginOptions) error {
 		if err != nil {
 			return err
 		}
-		if !term.IsTerminal(int(os.Stdin.Fd())) || o.passwordStdin {
+		if !stdinIsTerminal() || o.passwordStdin {
 			return fmt.Errorf("first login to %s: pass --ca-fingerprint (central printed it at start; this one presents %s)", o.central, seen)
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "central %s presents CA fingerprint\n  %s\nCompare it with the one central printed. Trust it? [y/N] ", o.central, seen)
@@ -73,7 +95,9 @@ func runLogin(cmd *cobra.Command, o loginOptions) error {
 	if len(fp) != 64 {
 		return fmt.Errorf("--ca-fingerprint: want 64 hex characters, got %d", len(fp))
 	}
-	pw, err := readPassword(cmd, o.passwordStdin, "password for "+o.user+": ", false)
+	// One reader for the password and the code: both may come from stdin.
+	in := bufio.NewReader(cmd.InOrStdin())
+	pw, err := readPasswordFrom(cmd, in, o.passwordStdin, "password for "+o.user+": ", false)
 	if err != nil {
 		return err
 	}
@@ -82,7 +106,19 @@ func runLogin(cmd *cobra.Command, o loginOptions) error {
 		return err
 	}
 	defer closeFn()
-	resp, err := client.Login(cmd.Context(), &opsv1.LoginRequest{User: o.user, Password: pw})
+	req := &opsv1.LoginRequest{User: o.user, Password: pw, Totp: o.totp}
+	resp, err := client.Login(cmd.Context(), req)
+	if o.totp == "" && needsSecondFactor(err) {
+		// Central says so only once the password is right: ask for the
+		// code and log in again, rather than ask everyone for a code.
+		if !stdinIsTerminal() {
+			return errors.New("second factor required: pass --totp CODE, the code of your authenticator app")
+		}
+		if req.Totp, err = readCode(cmd, in, "code of your authenticator app: "); err != nil {
+			return err
+		}
+		resp, err = client.Login(cmd.Context(), req)
+	}
 	if err != nil {
 		return callError(err)
 	}
@@ -98,6 +134,21 @@ func runLogin(cmd *cobra.Command, o loginOptions) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "logged in to %s as %s (%s) until %s\n", o.central, s.User, s.Role, s.Expires.Local().Format(time.DateTime))
 	return nil
+}
+
+// readCode asks for a one-time code and reads one line of in. The code is
+// echoed: it is worthless once used, and seeing it avoids typing errors.
+func readCode(cmd *cobra.Command, in *bufio.Reader, prompt string) (string, error) {
+	fmt.Fprint(cmd.ErrOrStderr(), prompt)
+	line, err := in.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read code: %w", err)
+	}
+	code := strings.TrimSpace(line)
+	if code == "" {
+		return "", errors.New("no code given")
+	}
+	return code, nil
 }
 
 func newLogoutCommand() *cobra.Command {

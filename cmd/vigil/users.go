@@ -18,7 +18,7 @@ func newUserCommand() *cobra.Command {
 		Short: "Manage the people who use vigil (administrators)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newUserAddCommand(), newUserListCommand(), newUserDisableCommand(), newUserPasswdCommand())
+	cmd.AddCommand(newUserAddCommand(), newUserListCommand(), newUserDisableCommand(), newUserPasswdCommand(), newUserTOTPCommand())
 	return cmd
 }
 
@@ -99,21 +99,26 @@ func newUserListCommand() *cobra.Command {
 					Designation string    `json:"designation"`
 					Disabled    bool      `json:"disabled"`
 					Created     time.Time `json:"created"`
+					TOTP        bool      `json:"totp"`
 				}
 				rows := []userJSON{}
 				for _, u := range resp.GetUsers() {
-					rows = append(rows, userJSON{u.GetName(), u.GetRole(), append([]string{}, u.GetDistricts()...), u.GetDesignation(), u.GetDisabled(), u.GetCreated().AsTime()})
+					rows = append(rows, userJSON{u.GetName(), u.GetRole(), append([]string{}, u.GetDistricts()...), u.GetDesignation(), u.GetDisabled(), u.GetCreated().AsTime(), u.GetTotp()})
 				}
 				return writeJSON(cmd.OutOrStdout(), rows)
 			}
 			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "NAME\tROLE\tDISTRICTS\tSTATE\tDESIGNATION\tCREATED")
+			fmt.Fprintln(tw, "NAME\tROLE\tDISTRICTS\tSTATE\tTOTP\tDESIGNATION\tCREATED")
 			for _, u := range resp.GetUsers() {
 				state := "active"
 				if u.GetDisabled() {
 					state = "disabled"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.GetName(), u.GetRole(), scope(u.GetDistricts()), state,
+				totp := "no"
+				if u.GetTotp() {
+					totp = "yes"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.GetName(), u.GetRole(), scope(u.GetDistricts()), state, totp,
 					u.GetDesignation(), u.GetCreated().AsTime().Local().Format(time.DateOnly))
 			}
 			return tw.Flush()

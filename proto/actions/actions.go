@@ -12,7 +12,8 @@ const (
 	// LoginOK: a user logged in. Actor is the user.
 	LoginOK = "login.ok"
 	// LoginFail: a login was refused (bad password, unknown or disabled
-	// user, throttled). Actor.User is the name given; Detail the reason.
+	// user, throttled, second-factor code missing or wrong). Actor.User is
+	// the name given; Detail the reason.
 	LoginFail = "login.fail"
 	// Logout: a user ended their session.
 	Logout = "logout"
@@ -52,6 +53,11 @@ const (
 	// are logged in as.
 	UserList   = "user.list"
 	UserWhoAmI = "user.whoami"
+	// UserTOTP: a user's second factor (TOTP) was changed. Target.User;
+	// Detail "enrol" (a pending secret made), "confirm" (it took effect)
+	// or "disable" (removed, by the user or an administrator). The secret
+	// itself is never recorded.
+	UserTOTP = "user.totp"
 
 	// AgentToken: an enrolment token was created. Target.District.
 	AgentToken = "agent.token"

@@ -26,9 +26,13 @@ const (
 )
 
 type LoginRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	User     string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Password string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// The current code of the user's authenticator app, for a user with a
+	// second factor. Without it such a login is answered Unauthenticated,
+	// "second factor required: ...", once the password is found right.
+	Totp          string `protobuf:"bytes,3,opt,name=totp,proto3" json:"totp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -73,6 +77,13 @@ func (x *LoginRequest) GetUser() string {
 func (x *LoginRequest) GetPassword() string {
 	if x != nil {
 		return x.Password
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetTotp() string {
+	if x != nil {
+		return x.Totp
 	}
 	return ""
 }
@@ -305,9 +316,11 @@ type User struct {
 	// Districts the user may act on; empty means every district.
 	Districts []string `protobuf:"bytes,3,rep,name=districts,proto3" json:"districts,omitempty"`
 	// Reference of the written act that authorises this person.
-	Designation   string                 `protobuf:"bytes,4,opt,name=designation,proto3" json:"designation,omitempty"`
-	Disabled      bool                   `protobuf:"varint,5,opt,name=disabled,proto3" json:"disabled,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
+	Designation string                 `protobuf:"bytes,4,opt,name=designation,proto3" json:"designation,omitempty"`
+	Disabled    bool                   `protobuf:"varint,5,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	Created     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
+	// The user has a confirmed second factor (TOTP).
+	Totp          bool `protobuf:"varint,7,opt,name=totp,proto3" json:"totp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,6 +395,13 @@ func (x *User) GetCreated() *timestamppb.Timestamp {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *User) GetTotp() bool {
+	if x != nil {
+		return x.Totp
+	}
+	return false
 }
 
 type CreateEnrollmentTokenRequest struct {
@@ -1484,6 +1504,273 @@ func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
 	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{24}
 }
 
+type EnrollTOTPRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollTOTPRequest) Reset() {
+	*x = EnrollTOTPRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollTOTPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollTOTPRequest) ProtoMessage() {}
+
+func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollTOTPRequest.ProtoReflect.Descriptor instead.
+func (*EnrollTOTPRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *EnrollTOTPRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type EnrollTOTPResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new secret, base32 without padding, to type into an app.
+	Secret string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The same as an otpauth://totp/ URI, to show as a QR code.
+	Uri           string `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollTOTPResponse) Reset() {
+	*x = EnrollTOTPResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollTOTPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollTOTPResponse) ProtoMessage() {}
+
+func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollTOTPResponse.ProtoReflect.Descriptor instead.
+func (*EnrollTOTPResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *EnrollTOTPResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *EnrollTOTPResponse) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+type ConfirmTOTPRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// A current code made from the pending secret.
+	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTOTPRequest) Reset() {
+	*x = ConfirmTOTPRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTOTPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTOTPRequest) ProtoMessage() {}
+
+func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTOTPRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmTOTPRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ConfirmTOTPRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfirmTOTPRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type ConfirmTOTPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTOTPResponse) Reset() {
+	*x = ConfirmTOTPResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTOTPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTOTPResponse) ProtoMessage() {}
+
+func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTOTPResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmTOTPResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{28}
+}
+
+type DisableTOTPRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableTOTPRequest) Reset() {
+	*x = DisableTOTPRequest{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableTOTPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableTOTPRequest) ProtoMessage() {}
+
+func (x *DisableTOTPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableTOTPRequest.ProtoReflect.Descriptor instead.
+func (*DisableTOTPRequest) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DisableTOTPRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DisableTOTPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableTOTPResponse) Reset() {
+	*x = DisableTOTPResponse{}
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableTOTPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableTOTPResponse) ProtoMessage() {}
+
+func (x *DisableTOTPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableTOTPResponse.ProtoReflect.Descriptor instead.
+func (*DisableTOTPResponse) Descriptor() ([]byte, []int) {
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{30}
+}
+
 type AuditLogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
@@ -1500,7 +1787,7 @@ type AuditLogRequest struct {
 
 func (x *AuditLogRequest) Reset() {
 	*x = AuditLogRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[25]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1799,7 @@ func (x *AuditLogRequest) String() string {
 func (*AuditLogRequest) ProtoMessage() {}
 
 func (x *AuditLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[25]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1812,7 @@ func (x *AuditLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLogRequest.ProtoReflect.Descriptor instead.
 func (*AuditLogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{25}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditLogRequest) GetSince() *timestamppb.Timestamp {
@@ -1586,7 +1873,7 @@ type AuditLogResponse struct {
 
 func (x *AuditLogResponse) Reset() {
 	*x = AuditLogResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[26]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1885,7 @@ func (x *AuditLogResponse) String() string {
 func (*AuditLogResponse) ProtoMessage() {}
 
 func (x *AuditLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[26]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1898,7 @@ func (x *AuditLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLogResponse.ProtoReflect.Descriptor instead.
 func (*AuditLogResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{26}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditLogResponse) GetRecords() []*AuditRecord {
@@ -1646,7 +1933,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[27]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1945,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[27]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1958,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{27}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditRecord) GetSeq() uint64 {
@@ -1801,7 +2088,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[28]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2100,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[28]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2113,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{28}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{34}
 }
 
 type AuditCheckpointResponse struct {
@@ -1841,7 +2128,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[29]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2140,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[29]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2153,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{29}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -1895,7 +2182,7 @@ type AuditRecordsRequest struct {
 
 func (x *AuditRecordsRequest) Reset() {
 	*x = AuditRecordsRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[30]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2194,7 @@ func (x *AuditRecordsRequest) String() string {
 func (*AuditRecordsRequest) ProtoMessage() {}
 
 func (x *AuditRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[30]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2207,7 @@ func (x *AuditRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecordsRequest.ProtoReflect.Descriptor instead.
 func (*AuditRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{30}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditRecordsRequest) GetFrom() uint64 {
@@ -1950,7 +2237,7 @@ type AuditRecordsResponse struct {
 
 func (x *AuditRecordsResponse) Reset() {
 	*x = AuditRecordsResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[31]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2249,7 @@ func (x *AuditRecordsResponse) String() string {
 func (*AuditRecordsResponse) ProtoMessage() {}
 
 func (x *AuditRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[31]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2262,7 @@ func (x *AuditRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecordsResponse.ProtoReflect.Descriptor instead.
 func (*AuditRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{31}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AuditRecordsResponse) GetSize() uint64 {
@@ -2015,7 +2302,7 @@ type AuditReportRequest struct {
 
 func (x *AuditReportRequest) Reset() {
 	*x = AuditReportRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[32]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2314,7 @@ func (x *AuditReportRequest) String() string {
 func (*AuditReportRequest) ProtoMessage() {}
 
 func (x *AuditReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[32]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2327,7 @@ func (x *AuditReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditReportRequest.ProtoReflect.Descriptor instead.
 func (*AuditReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{32}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditReportRequest) GetSince() *timestamppb.Timestamp {
@@ -2062,7 +2349,7 @@ type AuditReportResponse struct {
 
 func (x *AuditReportResponse) Reset() {
 	*x = AuditReportResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[33]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2361,7 @@ func (x *AuditReportResponse) String() string {
 func (*AuditReportResponse) ProtoMessage() {}
 
 func (x *AuditReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[33]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2374,7 @@ func (x *AuditReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditReportResponse.ProtoReflect.Descriptor instead.
 func (*AuditReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{33}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditReportResponse) GetViewings() []*ViewingCount {
@@ -2129,7 +2416,7 @@ type ViewingCount struct {
 
 func (x *ViewingCount) Reset() {
 	*x = ViewingCount{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[34]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2428,7 @@ func (x *ViewingCount) String() string {
 func (*ViewingCount) ProtoMessage() {}
 
 func (x *ViewingCount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[34]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2441,7 @@ func (x *ViewingCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewingCount.ProtoReflect.Descriptor instead.
 func (*ViewingCount) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{34}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ViewingCount) GetUser() string {
@@ -2189,7 +2476,7 @@ type DayCount struct {
 
 func (x *DayCount) Reset() {
 	*x = DayCount{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[35]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2488,7 @@ func (x *DayCount) String() string {
 func (*DayCount) ProtoMessage() {}
 
 func (x *DayCount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[35]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2501,7 @@ func (x *DayCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DayCount.ProtoReflect.Descriptor instead.
 func (*DayCount) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{35}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DayCount) GetDay() string {
@@ -2255,7 +2542,7 @@ type PlaceHoldRequest struct {
 
 func (x *PlaceHoldRequest) Reset() {
 	*x = PlaceHoldRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[36]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2554,7 @@ func (x *PlaceHoldRequest) String() string {
 func (*PlaceHoldRequest) ProtoMessage() {}
 
 func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[36]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2567,7 @@ func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldRequest.ProtoReflect.Descriptor instead.
 func (*PlaceHoldRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{36}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PlaceHoldRequest) GetCameras() []string {
@@ -2334,7 +2621,7 @@ type PlaceHoldResponse struct {
 
 func (x *PlaceHoldResponse) Reset() {
 	*x = PlaceHoldResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[37]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2633,7 @@ func (x *PlaceHoldResponse) String() string {
 func (*PlaceHoldResponse) ProtoMessage() {}
 
 func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[37]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2646,7 @@ func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldResponse.ProtoReflect.Descriptor instead.
 func (*PlaceHoldResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{37}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PlaceHoldResponse) GetHold() *Hold {
@@ -2379,7 +2666,7 @@ type ListHoldsRequest struct {
 
 func (x *ListHoldsRequest) Reset() {
 	*x = ListHoldsRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[38]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2678,7 @@ func (x *ListHoldsRequest) String() string {
 func (*ListHoldsRequest) ProtoMessage() {}
 
 func (x *ListHoldsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[38]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2691,7 @@ func (x *ListHoldsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHoldsRequest.ProtoReflect.Descriptor instead.
 func (*ListHoldsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{38}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListHoldsRequest) GetAll() bool {
@@ -2423,7 +2710,7 @@ type ListHoldsResponse struct {
 
 func (x *ListHoldsResponse) Reset() {
 	*x = ListHoldsResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[39]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2722,7 @@ func (x *ListHoldsResponse) String() string {
 func (*ListHoldsResponse) ProtoMessage() {}
 
 func (x *ListHoldsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[39]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2735,7 @@ func (x *ListHoldsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHoldsResponse.ProtoReflect.Descriptor instead.
 func (*ListHoldsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{39}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListHoldsResponse) GetHolds() []*Hold {
@@ -2467,7 +2754,7 @@ type GetHoldRequest struct {
 
 func (x *GetHoldRequest) Reset() {
 	*x = GetHoldRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[40]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2766,7 @@ func (x *GetHoldRequest) String() string {
 func (*GetHoldRequest) ProtoMessage() {}
 
 func (x *GetHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[40]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2779,7 @@ func (x *GetHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoldRequest.ProtoReflect.Descriptor instead.
 func (*GetHoldRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{40}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetHoldRequest) GetId() string {
@@ -2511,7 +2798,7 @@ type GetHoldResponse struct {
 
 func (x *GetHoldResponse) Reset() {
 	*x = GetHoldResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[41]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2810,7 @@ func (x *GetHoldResponse) String() string {
 func (*GetHoldResponse) ProtoMessage() {}
 
 func (x *GetHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[41]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2823,7 @@ func (x *GetHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoldResponse.ProtoReflect.Descriptor instead.
 func (*GetHoldResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{41}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetHoldResponse) GetHold() *Hold {
@@ -2556,7 +2843,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[42]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2855,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[42]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2868,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{42}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReleaseHoldRequest) GetId() string {
@@ -2607,7 +2894,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[43]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2906,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[43]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2919,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{43}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReleaseHoldResponse) GetHold() *Hold {
@@ -2666,7 +2953,7 @@ type Hold struct {
 
 func (x *Hold) Reset() {
 	*x = Hold{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[44]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2965,7 @@ func (x *Hold) String() string {
 func (*Hold) ProtoMessage() {}
 
 func (x *Hold) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[44]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2978,7 @@ func (x *Hold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hold.ProtoReflect.Descriptor instead.
 func (*Hold) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{44}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Hold) GetId() string {
@@ -2813,7 +3100,7 @@ type HoldAgent struct {
 
 func (x *HoldAgent) Reset() {
 	*x = HoldAgent{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[45]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +3112,7 @@ func (x *HoldAgent) String() string {
 func (*HoldAgent) ProtoMessage() {}
 
 func (x *HoldAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[45]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +3125,7 @@ func (x *HoldAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldAgent.ProtoReflect.Descriptor instead.
 func (*HoldAgent) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{45}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *HoldAgent) GetDistrict() string {
@@ -2892,7 +3179,7 @@ type RetentionReportRequest struct {
 
 func (x *RetentionReportRequest) Reset() {
 	*x = RetentionReportRequest{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[46]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3191,7 @@ func (x *RetentionReportRequest) String() string {
 func (*RetentionReportRequest) ProtoMessage() {}
 
 func (x *RetentionReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[46]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3204,7 @@ func (x *RetentionReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionReportRequest.ProtoReflect.Descriptor instead.
 func (*RetentionReportRequest) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{46}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RetentionReportRequest) GetSince() *timestamppb.Timestamp {
@@ -2939,7 +3226,7 @@ type RetentionReportResponse struct {
 
 func (x *RetentionReportResponse) Reset() {
 	*x = RetentionReportResponse{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[47]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3238,7 @@ func (x *RetentionReportResponse) String() string {
 func (*RetentionReportResponse) ProtoMessage() {}
 
 func (x *RetentionReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[47]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3251,7 @@ func (x *RetentionReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionReportResponse.ProtoReflect.Descriptor instead.
 func (*RetentionReportResponse) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{47}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RetentionReportResponse) GetGeneratedAt() *timestamppb.Timestamp {
@@ -3018,7 +3305,7 @@ type CameraRetention struct {
 
 func (x *CameraRetention) Reset() {
 	*x = CameraRetention{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[48]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3317,7 @@ func (x *CameraRetention) String() string {
 func (*CameraRetention) ProtoMessage() {}
 
 func (x *CameraRetention) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[48]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3330,7 @@ func (x *CameraRetention) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CameraRetention.ProtoReflect.Descriptor instead.
 func (*CameraRetention) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{48}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CameraRetention) GetDistrict() string {
@@ -3130,7 +3417,7 @@ type DayDeletions struct {
 
 func (x *DayDeletions) Reset() {
 	*x = DayDeletions{}
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[49]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3429,7 @@ func (x *DayDeletions) String() string {
 func (*DayDeletions) ProtoMessage() {}
 
 func (x *DayDeletions) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_ops_v1_ops_proto_msgTypes[49]
+	mi := &file_proto_ops_v1_ops_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3442,7 @@ func (x *DayDeletions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DayDeletions.ProtoReflect.Descriptor instead.
 func (*DayDeletions) Descriptor() ([]byte, []int) {
-	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{49}
+	return file_proto_ops_v1_ops_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DayDeletions) GetDay() string {
@@ -3204,10 +3491,11 @@ var File_proto_ops_v1_ops_proto protoreflect.FileDescriptor
 
 const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\n" +
-	"\x16proto/ops/v1/ops.proto\x12\fvigil.ops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
+	"\x16proto/ops/v1/ops.proto\x12\fvigil.ops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n" +
 	"\fLoginRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x83\x01\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x12\n" +
+	"\x04totp\x18\x03 \x01(\tR\x04totp\"\x83\x01\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x124\n" +
 	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12&\n" +
@@ -3217,14 +3505,15 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\rWhoAmIRequest\"n\n" +
 	"\x0eWhoAmIResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.vigil.ops.v1.UserR\x04user\x124\n" +
-	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xc0\x01\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xd4\x01\n" +
 	"\x04User\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1c\n" +
 	"\tdistricts\x18\x03 \x03(\tR\tdistricts\x12 \n" +
 	"\vdesignation\x18\x04 \x01(\tR\vdesignation\x12\x1a\n" +
 	"\bdisabled\x18\x05 \x01(\bR\bdisabled\x124\n" +
-	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"[\n" +
+	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x12\n" +
+	"\x04totp\x18\a \x01(\bR\x04totp\"[\n" +
 	"\x1cCreateEnrollmentTokenRequest\x12\x1a\n" +
 	"\bdistrict\x18\x01 \x01(\tR\bdistrict\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -3305,7 +3594,19 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12)\n" +
 	"\x10current_password\x18\x03 \x01(\tR\x0fcurrentPassword\"\x15\n" +
-	"\x13SetPasswordResponse\"\xed\x01\n" +
+	"\x13SetPasswordResponse\"'\n" +
+	"\x11EnrollTOTPRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\">\n" +
+	"\x12EnrollTOTPResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x10\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\"<\n" +
+	"\x12ConfirmTOTPRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"\x15\n" +
+	"\x13ConfirmTOTPResponse\"(\n" +
+	"\x12DisableTOTPRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
+	"\x13DisableTOTPResponse\"\xed\x01\n" +
 	"\x0fAuditLogRequest\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x14\n" +
@@ -3438,7 +3739,7 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\x06camera\x18\x03 \x01(\tR\x06camera\x12\x1c\n" +
 	"\tretention\x18\x04 \x01(\x03R\tretention\x12\x1a\n" +
 	"\bpressure\x18\x05 \x01(\x03R\bpressure\x12\x14\n" +
-	"\x05other\x18\x06 \x01(\x03R\x05other2\x9d\f\n" +
+	"\x05other\x18\x06 \x01(\x03R\x05other2\x96\x0e\n" +
 	"\x03Ops\x12@\n" +
 	"\x05Login\x12\x1a.vigil.ops.v1.LoginRequest\x1a\x1b.vigil.ops.v1.LoginResponse\x12C\n" +
 	"\x06Logout\x12\x1b.vigil.ops.v1.LogoutRequest\x1a\x1c.vigil.ops.v1.LogoutResponse\x12C\n" +
@@ -3450,7 +3751,11 @@ const file_proto_ops_v1_ops_proto_rawDesc = "" +
 	"\aAddUser\x12\x1c.vigil.ops.v1.AddUserRequest\x1a\x1d.vigil.ops.v1.AddUserResponse\x12L\n" +
 	"\tListUsers\x12\x1e.vigil.ops.v1.ListUsersRequest\x1a\x1f.vigil.ops.v1.ListUsersResponse\x12R\n" +
 	"\vDisableUser\x12 .vigil.ops.v1.DisableUserRequest\x1a!.vigil.ops.v1.DisableUserResponse\x12R\n" +
-	"\vSetPassword\x12 .vigil.ops.v1.SetPasswordRequest\x1a!.vigil.ops.v1.SetPasswordResponse\x12I\n" +
+	"\vSetPassword\x12 .vigil.ops.v1.SetPasswordRequest\x1a!.vigil.ops.v1.SetPasswordResponse\x12O\n" +
+	"\n" +
+	"EnrollTOTP\x12\x1f.vigil.ops.v1.EnrollTOTPRequest\x1a .vigil.ops.v1.EnrollTOTPResponse\x12R\n" +
+	"\vConfirmTOTP\x12 .vigil.ops.v1.ConfirmTOTPRequest\x1a!.vigil.ops.v1.ConfirmTOTPResponse\x12R\n" +
+	"\vDisableTOTP\x12 .vigil.ops.v1.DisableTOTPRequest\x1a!.vigil.ops.v1.DisableTOTPResponse\x12I\n" +
 	"\bAuditLog\x12\x1d.vigil.ops.v1.AuditLogRequest\x1a\x1e.vigil.ops.v1.AuditLogResponse\x12^\n" +
 	"\x0fAuditCheckpoint\x12$.vigil.ops.v1.AuditCheckpointRequest\x1a%.vigil.ops.v1.AuditCheckpointResponse\x12U\n" +
 	"\fAuditRecords\x12!.vigil.ops.v1.AuditRecordsRequest\x1a\".vigil.ops.v1.AuditRecordsResponse\x12R\n" +
@@ -3473,7 +3778,7 @@ func file_proto_ops_v1_ops_proto_rawDescGZIP() []byte {
 	return file_proto_ops_v1_ops_proto_rawDescData
 }
 
-var file_proto_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_proto_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_proto_ops_v1_ops_proto_goTypes = []any{
 	(*LoginRequest)(nil),                  // 0: vigil.ops.v1.LoginRequest
 	(*LoginResponse)(nil),                 // 1: vigil.ops.v1.LoginResponse
@@ -3500,85 +3805,91 @@ var file_proto_ops_v1_ops_proto_goTypes = []any{
 	(*DisableUserResponse)(nil),           // 22: vigil.ops.v1.DisableUserResponse
 	(*SetPasswordRequest)(nil),            // 23: vigil.ops.v1.SetPasswordRequest
 	(*SetPasswordResponse)(nil),           // 24: vigil.ops.v1.SetPasswordResponse
-	(*AuditLogRequest)(nil),               // 25: vigil.ops.v1.AuditLogRequest
-	(*AuditLogResponse)(nil),              // 26: vigil.ops.v1.AuditLogResponse
-	(*AuditRecord)(nil),                   // 27: vigil.ops.v1.AuditRecord
-	(*AuditCheckpointRequest)(nil),        // 28: vigil.ops.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil),       // 29: vigil.ops.v1.AuditCheckpointResponse
-	(*AuditRecordsRequest)(nil),           // 30: vigil.ops.v1.AuditRecordsRequest
-	(*AuditRecordsResponse)(nil),          // 31: vigil.ops.v1.AuditRecordsResponse
-	(*AuditReportRequest)(nil),            // 32: vigil.ops.v1.AuditReportRequest
-	(*AuditReportResponse)(nil),           // 33: vigil.ops.v1.AuditReportResponse
-	(*ViewingCount)(nil),                  // 34: vigil.ops.v1.ViewingCount
-	(*DayCount)(nil),                      // 35: vigil.ops.v1.DayCount
-	(*PlaceHoldRequest)(nil),              // 36: vigil.ops.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),             // 37: vigil.ops.v1.PlaceHoldResponse
-	(*ListHoldsRequest)(nil),              // 38: vigil.ops.v1.ListHoldsRequest
-	(*ListHoldsResponse)(nil),             // 39: vigil.ops.v1.ListHoldsResponse
-	(*GetHoldRequest)(nil),                // 40: vigil.ops.v1.GetHoldRequest
-	(*GetHoldResponse)(nil),               // 41: vigil.ops.v1.GetHoldResponse
-	(*ReleaseHoldRequest)(nil),            // 42: vigil.ops.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),           // 43: vigil.ops.v1.ReleaseHoldResponse
-	(*Hold)(nil),                          // 44: vigil.ops.v1.Hold
-	(*HoldAgent)(nil),                     // 45: vigil.ops.v1.HoldAgent
-	(*RetentionReportRequest)(nil),        // 46: vigil.ops.v1.RetentionReportRequest
-	(*RetentionReportResponse)(nil),       // 47: vigil.ops.v1.RetentionReportResponse
-	(*CameraRetention)(nil),               // 48: vigil.ops.v1.CameraRetention
-	(*DayDeletions)(nil),                  // 49: vigil.ops.v1.DayDeletions
-	(*timestamppb.Timestamp)(nil),         // 50: google.protobuf.Timestamp
+	(*EnrollTOTPRequest)(nil),             // 25: vigil.ops.v1.EnrollTOTPRequest
+	(*EnrollTOTPResponse)(nil),            // 26: vigil.ops.v1.EnrollTOTPResponse
+	(*ConfirmTOTPRequest)(nil),            // 27: vigil.ops.v1.ConfirmTOTPRequest
+	(*ConfirmTOTPResponse)(nil),           // 28: vigil.ops.v1.ConfirmTOTPResponse
+	(*DisableTOTPRequest)(nil),            // 29: vigil.ops.v1.DisableTOTPRequest
+	(*DisableTOTPResponse)(nil),           // 30: vigil.ops.v1.DisableTOTPResponse
+	(*AuditLogRequest)(nil),               // 31: vigil.ops.v1.AuditLogRequest
+	(*AuditLogResponse)(nil),              // 32: vigil.ops.v1.AuditLogResponse
+	(*AuditRecord)(nil),                   // 33: vigil.ops.v1.AuditRecord
+	(*AuditCheckpointRequest)(nil),        // 34: vigil.ops.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil),       // 35: vigil.ops.v1.AuditCheckpointResponse
+	(*AuditRecordsRequest)(nil),           // 36: vigil.ops.v1.AuditRecordsRequest
+	(*AuditRecordsResponse)(nil),          // 37: vigil.ops.v1.AuditRecordsResponse
+	(*AuditReportRequest)(nil),            // 38: vigil.ops.v1.AuditReportRequest
+	(*AuditReportResponse)(nil),           // 39: vigil.ops.v1.AuditReportResponse
+	(*ViewingCount)(nil),                  // 40: vigil.ops.v1.ViewingCount
+	(*DayCount)(nil),                      // 41: vigil.ops.v1.DayCount
+	(*PlaceHoldRequest)(nil),              // 42: vigil.ops.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),             // 43: vigil.ops.v1.PlaceHoldResponse
+	(*ListHoldsRequest)(nil),              // 44: vigil.ops.v1.ListHoldsRequest
+	(*ListHoldsResponse)(nil),             // 45: vigil.ops.v1.ListHoldsResponse
+	(*GetHoldRequest)(nil),                // 46: vigil.ops.v1.GetHoldRequest
+	(*GetHoldResponse)(nil),               // 47: vigil.ops.v1.GetHoldResponse
+	(*ReleaseHoldRequest)(nil),            // 48: vigil.ops.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),           // 49: vigil.ops.v1.ReleaseHoldResponse
+	(*Hold)(nil),                          // 50: vigil.ops.v1.Hold
+	(*HoldAgent)(nil),                     // 51: vigil.ops.v1.HoldAgent
+	(*RetentionReportRequest)(nil),        // 52: vigil.ops.v1.RetentionReportRequest
+	(*RetentionReportResponse)(nil),       // 53: vigil.ops.v1.RetentionReportResponse
+	(*CameraRetention)(nil),               // 54: vigil.ops.v1.CameraRetention
+	(*DayDeletions)(nil),                  // 55: vigil.ops.v1.DayDeletions
+	(*timestamppb.Timestamp)(nil),         // 56: google.protobuf.Timestamp
 }
 var file_proto_ops_v1_ops_proto_depIdxs = []int32{
-	50, // 0: vigil.ops.v1.LoginResponse.expires:type_name -> google.protobuf.Timestamp
+	56, // 0: vigil.ops.v1.LoginResponse.expires:type_name -> google.protobuf.Timestamp
 	6,  // 1: vigil.ops.v1.LoginResponse.user:type_name -> vigil.ops.v1.User
 	6,  // 2: vigil.ops.v1.WhoAmIResponse.user:type_name -> vigil.ops.v1.User
-	50, // 3: vigil.ops.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
-	50, // 4: vigil.ops.v1.User.created:type_name -> google.protobuf.Timestamp
-	50, // 5: vigil.ops.v1.CreateEnrollmentTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	56, // 3: vigil.ops.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
+	56, // 4: vigil.ops.v1.User.created:type_name -> google.protobuf.Timestamp
+	56, // 5: vigil.ops.v1.CreateEnrollmentTokenResponse.expires:type_name -> google.protobuf.Timestamp
 	11, // 6: vigil.ops.v1.ListAgentsResponse.agents:type_name -> vigil.ops.v1.Agent
-	50, // 7: vigil.ops.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	56, // 7: vigil.ops.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
 	12, // 8: vigil.ops.v1.Agent.cameras:type_name -> vigil.ops.v1.Camera
 	13, // 9: vigil.ops.v1.Agent.alarms:type_name -> vigil.ops.v1.Alarm
-	50, // 10: vigil.ops.v1.Camera.since:type_name -> google.protobuf.Timestamp
-	50, // 11: vigil.ops.v1.Alarm.since:type_name -> google.protobuf.Timestamp
-	50, // 12: vigil.ops.v1.ListRecordingsRequest.from:type_name -> google.protobuf.Timestamp
-	50, // 13: vigil.ops.v1.ListRecordingsRequest.to:type_name -> google.protobuf.Timestamp
+	56, // 10: vigil.ops.v1.Camera.since:type_name -> google.protobuf.Timestamp
+	56, // 11: vigil.ops.v1.Alarm.since:type_name -> google.protobuf.Timestamp
+	56, // 12: vigil.ops.v1.ListRecordingsRequest.from:type_name -> google.protobuf.Timestamp
+	56, // 13: vigil.ops.v1.ListRecordingsRequest.to:type_name -> google.protobuf.Timestamp
 	16, // 14: vigil.ops.v1.ListRecordingsResponse.recordings:type_name -> vigil.ops.v1.Recording
-	50, // 15: vigil.ops.v1.Recording.start:type_name -> google.protobuf.Timestamp
-	50, // 16: vigil.ops.v1.Recording.end:type_name -> google.protobuf.Timestamp
-	50, // 17: vigil.ops.v1.Recording.expires:type_name -> google.protobuf.Timestamp
+	56, // 15: vigil.ops.v1.Recording.start:type_name -> google.protobuf.Timestamp
+	56, // 16: vigil.ops.v1.Recording.end:type_name -> google.protobuf.Timestamp
+	56, // 17: vigil.ops.v1.Recording.expires:type_name -> google.protobuf.Timestamp
 	6,  // 18: vigil.ops.v1.AddUserResponse.user:type_name -> vigil.ops.v1.User
 	6,  // 19: vigil.ops.v1.ListUsersResponse.users:type_name -> vigil.ops.v1.User
-	50, // 20: vigil.ops.v1.AuditLogRequest.since:type_name -> google.protobuf.Timestamp
-	50, // 21: vigil.ops.v1.AuditLogRequest.until:type_name -> google.protobuf.Timestamp
-	27, // 22: vigil.ops.v1.AuditLogResponse.records:type_name -> vigil.ops.v1.AuditRecord
-	50, // 23: vigil.ops.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	50, // 24: vigil.ops.v1.AuditRecord.from:type_name -> google.protobuf.Timestamp
-	50, // 25: vigil.ops.v1.AuditRecord.to:type_name -> google.protobuf.Timestamp
-	50, // 26: vigil.ops.v1.AuditReportRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 27: vigil.ops.v1.AuditReportResponse.viewings:type_name -> vigil.ops.v1.ViewingCount
-	27, // 28: vigil.ops.v1.AuditReportResponse.denied:type_name -> vigil.ops.v1.AuditRecord
-	27, // 29: vigil.ops.v1.AuditReportResponse.holds:type_name -> vigil.ops.v1.AuditRecord
-	35, // 30: vigil.ops.v1.AuditReportResponse.deletions:type_name -> vigil.ops.v1.DayCount
-	50, // 31: vigil.ops.v1.PlaceHoldRequest.from:type_name -> google.protobuf.Timestamp
-	50, // 32: vigil.ops.v1.PlaceHoldRequest.to:type_name -> google.protobuf.Timestamp
-	44, // 33: vigil.ops.v1.PlaceHoldResponse.hold:type_name -> vigil.ops.v1.Hold
-	44, // 34: vigil.ops.v1.ListHoldsResponse.holds:type_name -> vigil.ops.v1.Hold
-	44, // 35: vigil.ops.v1.GetHoldResponse.hold:type_name -> vigil.ops.v1.Hold
-	44, // 36: vigil.ops.v1.ReleaseHoldResponse.hold:type_name -> vigil.ops.v1.Hold
-	50, // 37: vigil.ops.v1.Hold.from:type_name -> google.protobuf.Timestamp
-	50, // 38: vigil.ops.v1.Hold.to:type_name -> google.protobuf.Timestamp
-	50, // 39: vigil.ops.v1.Hold.placed_at:type_name -> google.protobuf.Timestamp
-	50, // 40: vigil.ops.v1.Hold.released_at:type_name -> google.protobuf.Timestamp
-	45, // 41: vigil.ops.v1.Hold.agents:type_name -> vigil.ops.v1.HoldAgent
-	50, // 42: vigil.ops.v1.HoldAgent.updated_at:type_name -> google.protobuf.Timestamp
-	50, // 43: vigil.ops.v1.HoldAgent.first_expiry:type_name -> google.protobuf.Timestamp
-	50, // 44: vigil.ops.v1.RetentionReportRequest.since:type_name -> google.protobuf.Timestamp
-	50, // 45: vigil.ops.v1.RetentionReportResponse.generated_at:type_name -> google.protobuf.Timestamp
-	48, // 46: vigil.ops.v1.RetentionReportResponse.cameras:type_name -> vigil.ops.v1.CameraRetention
-	49, // 47: vigil.ops.v1.RetentionReportResponse.deletions:type_name -> vigil.ops.v1.DayDeletions
-	44, // 48: vigil.ops.v1.RetentionReportResponse.holds:type_name -> vigil.ops.v1.Hold
-	50, // 49: vigil.ops.v1.CameraRetention.oldest_unheld:type_name -> google.protobuf.Timestamp
-	50, // 50: vigil.ops.v1.CameraRetention.as_of:type_name -> google.protobuf.Timestamp
+	56, // 20: vigil.ops.v1.AuditLogRequest.since:type_name -> google.protobuf.Timestamp
+	56, // 21: vigil.ops.v1.AuditLogRequest.until:type_name -> google.protobuf.Timestamp
+	33, // 22: vigil.ops.v1.AuditLogResponse.records:type_name -> vigil.ops.v1.AuditRecord
+	56, // 23: vigil.ops.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	56, // 24: vigil.ops.v1.AuditRecord.from:type_name -> google.protobuf.Timestamp
+	56, // 25: vigil.ops.v1.AuditRecord.to:type_name -> google.protobuf.Timestamp
+	56, // 26: vigil.ops.v1.AuditReportRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 27: vigil.ops.v1.AuditReportResponse.viewings:type_name -> vigil.ops.v1.ViewingCount
+	33, // 28: vigil.ops.v1.AuditReportResponse.denied:type_name -> vigil.ops.v1.AuditRecord
+	33, // 29: vigil.ops.v1.AuditReportResponse.holds:type_name -> vigil.ops.v1.AuditRecord
+	41, // 30: vigil.ops.v1.AuditReportResponse.deletions:type_name -> vigil.ops.v1.DayCount
+	56, // 31: vigil.ops.v1.PlaceHoldRequest.from:type_name -> google.protobuf.Timestamp
+	56, // 32: vigil.ops.v1.PlaceHoldRequest.to:type_name -> google.protobuf.Timestamp
+	50, // 33: vigil.ops.v1.PlaceHoldResponse.hold:type_name -> vigil.ops.v1.Hold
+	50, // 34: vigil.ops.v1.ListHoldsResponse.holds:type_name -> vigil.ops.v1.Hold
+	50, // 35: vigil.ops.v1.GetHoldResponse.hold:type_name -> vigil.ops.v1.Hold
+	50, // 36: vigil.ops.v1.ReleaseHoldResponse.hold:type_name -> vigil.ops.v1.Hold
+	56, // 37: vigil.ops.v1.Hold.from:type_name -> google.protobuf.Timestamp
+	56, // 38: vigil.ops.v1.Hold.to:type_name -> google.protobuf.Timestamp
+	56, // 39: vigil.ops.v1.Hold.placed_at:type_name -> google.protobuf.Timestamp
+	56, // 40: vigil.ops.v1.Hold.released_at:type_name -> google.protobuf.Timestamp
+	51, // 41: vigil.ops.v1.Hold.agents:type_name -> vigil.ops.v1.HoldAgent
+	56, // 42: vigil.ops.v1.HoldAgent.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 43: vigil.ops.v1.HoldAgent.first_expiry:type_name -> google.protobuf.Timestamp
+	56, // 44: vigil.ops.v1.RetentionReportRequest.since:type_name -> google.protobuf.Timestamp
+	56, // 45: vigil.ops.v1.RetentionReportResponse.generated_at:type_name -> google.protobuf.Timestamp
+	54, // 46: vigil.ops.v1.RetentionReportResponse.cameras:type_name -> vigil.ops.v1.CameraRetention
+	55, // 47: vigil.ops.v1.RetentionReportResponse.deletions:type_name -> vigil.ops.v1.DayDeletions
+	50, // 48: vigil.ops.v1.RetentionReportResponse.holds:type_name -> vigil.ops.v1.Hold
+	56, // 49: vigil.ops.v1.CameraRetention.oldest_unheld:type_name -> google.protobuf.Timestamp
+	56, // 50: vigil.ops.v1.CameraRetention.as_of:type_name -> google.protobuf.Timestamp
 	0,  // 51: vigil.ops.v1.Ops.Login:input_type -> vigil.ops.v1.LoginRequest
 	2,  // 52: vigil.ops.v1.Ops.Logout:input_type -> vigil.ops.v1.LogoutRequest
 	4,  // 53: vigil.ops.v1.Ops.WhoAmI:input_type -> vigil.ops.v1.WhoAmIRequest
@@ -3589,36 +3900,42 @@ var file_proto_ops_v1_ops_proto_depIdxs = []int32{
 	19, // 58: vigil.ops.v1.Ops.ListUsers:input_type -> vigil.ops.v1.ListUsersRequest
 	21, // 59: vigil.ops.v1.Ops.DisableUser:input_type -> vigil.ops.v1.DisableUserRequest
 	23, // 60: vigil.ops.v1.Ops.SetPassword:input_type -> vigil.ops.v1.SetPasswordRequest
-	25, // 61: vigil.ops.v1.Ops.AuditLog:input_type -> vigil.ops.v1.AuditLogRequest
-	28, // 62: vigil.ops.v1.Ops.AuditCheckpoint:input_type -> vigil.ops.v1.AuditCheckpointRequest
-	30, // 63: vigil.ops.v1.Ops.AuditRecords:input_type -> vigil.ops.v1.AuditRecordsRequest
-	32, // 64: vigil.ops.v1.Ops.AuditReport:input_type -> vigil.ops.v1.AuditReportRequest
-	36, // 65: vigil.ops.v1.Ops.PlaceHold:input_type -> vigil.ops.v1.PlaceHoldRequest
-	38, // 66: vigil.ops.v1.Ops.ListHolds:input_type -> vigil.ops.v1.ListHoldsRequest
-	40, // 67: vigil.ops.v1.Ops.GetHold:input_type -> vigil.ops.v1.GetHoldRequest
-	42, // 68: vigil.ops.v1.Ops.ReleaseHold:input_type -> vigil.ops.v1.ReleaseHoldRequest
-	46, // 69: vigil.ops.v1.Ops.RetentionReport:input_type -> vigil.ops.v1.RetentionReportRequest
-	1,  // 70: vigil.ops.v1.Ops.Login:output_type -> vigil.ops.v1.LoginResponse
-	3,  // 71: vigil.ops.v1.Ops.Logout:output_type -> vigil.ops.v1.LogoutResponse
-	5,  // 72: vigil.ops.v1.Ops.WhoAmI:output_type -> vigil.ops.v1.WhoAmIResponse
-	8,  // 73: vigil.ops.v1.Ops.CreateEnrollmentToken:output_type -> vigil.ops.v1.CreateEnrollmentTokenResponse
-	10, // 74: vigil.ops.v1.Ops.ListAgents:output_type -> vigil.ops.v1.ListAgentsResponse
-	15, // 75: vigil.ops.v1.Ops.ListRecordings:output_type -> vigil.ops.v1.ListRecordingsResponse
-	18, // 76: vigil.ops.v1.Ops.AddUser:output_type -> vigil.ops.v1.AddUserResponse
-	20, // 77: vigil.ops.v1.Ops.ListUsers:output_type -> vigil.ops.v1.ListUsersResponse
-	22, // 78: vigil.ops.v1.Ops.DisableUser:output_type -> vigil.ops.v1.DisableUserResponse
-	24, // 79: vigil.ops.v1.Ops.SetPassword:output_type -> vigil.ops.v1.SetPasswordResponse
-	26, // 80: vigil.ops.v1.Ops.AuditLog:output_type -> vigil.ops.v1.AuditLogResponse
-	29, // 81: vigil.ops.v1.Ops.AuditCheckpoint:output_type -> vigil.ops.v1.AuditCheckpointResponse
-	31, // 82: vigil.ops.v1.Ops.AuditRecords:output_type -> vigil.ops.v1.AuditRecordsResponse
-	33, // 83: vigil.ops.v1.Ops.AuditReport:output_type -> vigil.ops.v1.AuditReportResponse
-	37, // 84: vigil.ops.v1.Ops.PlaceHold:output_type -> vigil.ops.v1.PlaceHoldResponse
-	39, // 85: vigil.ops.v1.Ops.ListHolds:output_type -> vigil.ops.v1.ListHoldsResponse
-	41, // 86: vigil.ops.v1.Ops.GetHold:output_type -> vigil.ops.v1.GetHoldResponse
-	43, // 87: vigil.ops.v1.Ops.ReleaseHold:output_type -> vigil.ops.v1.ReleaseHoldResponse
-	47, // 88: vigil.ops.v1.Ops.RetentionReport:output_type -> vigil.ops.v1.RetentionReportResponse
-	70, // [70:89] is the sub-list for method output_type
-	51, // [51:70] is the sub-list for method input_type
+	25, // 61: vigil.ops.v1.Ops.EnrollTOTP:input_type -> vigil.ops.v1.EnrollTOTPRequest
+	27, // 62: vigil.ops.v1.Ops.ConfirmTOTP:input_type -> vigil.ops.v1.ConfirmTOTPRequest
+	29, // 63: vigil.ops.v1.Ops.DisableTOTP:input_type -> vigil.ops.v1.DisableTOTPRequest
+	31, // 64: vigil.ops.v1.Ops.AuditLog:input_type -> vigil.ops.v1.AuditLogRequest
+	34, // 65: vigil.ops.v1.Ops.AuditCheckpoint:input_type -> vigil.ops.v1.AuditCheckpointRequest
+	36, // 66: vigil.ops.v1.Ops.AuditRecords:input_type -> vigil.ops.v1.AuditRecordsRequest
+	38, // 67: vigil.ops.v1.Ops.AuditReport:input_type -> vigil.ops.v1.AuditReportRequest
+	42, // 68: vigil.ops.v1.Ops.PlaceHold:input_type -> vigil.ops.v1.PlaceHoldRequest
+	44, // 69: vigil.ops.v1.Ops.ListHolds:input_type -> vigil.ops.v1.ListHoldsRequest
+	46, // 70: vigil.ops.v1.Ops.GetHold:input_type -> vigil.ops.v1.GetHoldRequest
+	48, // 71: vigil.ops.v1.Ops.ReleaseHold:input_type -> vigil.ops.v1.ReleaseHoldRequest
+	52, // 72: vigil.ops.v1.Ops.RetentionReport:input_type -> vigil.ops.v1.RetentionReportRequest
+	1,  // 73: vigil.ops.v1.Ops.Login:output_type -> vigil.ops.v1.LoginResponse
+	3,  // 74: vigil.ops.v1.Ops.Logout:output_type -> vigil.ops.v1.LogoutResponse
+	5,  // 75: vigil.ops.v1.Ops.WhoAmI:output_type -> vigil.ops.v1.WhoAmIResponse
+	8,  // 76: vigil.ops.v1.Ops.CreateEnrollmentToken:output_type -> vigil.ops.v1.CreateEnrollmentTokenResponse
+	10, // 77: vigil.ops.v1.Ops.ListAgents:output_type -> vigil.ops.v1.ListAgentsResponse
+	15, // 78: vigil.ops.v1.Ops.ListRecordings:output_type -> vigil.ops.v1.ListRecordingsResponse
+	18, // 79: vigil.ops.v1.Ops.AddUser:output_type -> vigil.ops.v1.AddUserResponse
+	20, // 80: vigil.ops.v1.Ops.ListUsers:output_type -> vigil.ops.v1.ListUsersResponse
+	22, // 81: vigil.ops.v1.Ops.DisableUser:output_type -> vigil.ops.v1.DisableUserResponse
+	24, // 82: vigil.ops.v1.Ops.SetPassword:output_type -> vigil.ops.v1.SetPasswordResponse
+	26, // 83: vigil.ops.v1.Ops.EnrollTOTP:output_type -> vigil.ops.v1.EnrollTOTPResponse
+	28, // 84: vigil.ops.v1.Ops.ConfirmTOTP:output_type -> vigil.ops.v1.ConfirmTOTPResponse
+	30, // 85: vigil.ops.v1.Ops.DisableTOTP:output_type -> vigil.ops.v1.DisableTOTPResponse
+	32, // 86: vigil.ops.v1.Ops.AuditLog:output_type -> vigil.ops.v1.AuditLogResponse
+	35, // 87: vigil.ops.v1.Ops.AuditCheckpoint:output_type -> vigil.ops.v1.AuditCheckpointResponse
+	37, // 88: vigil.ops.v1.Ops.AuditRecords:output_type -> vigil.ops.v1.AuditRecordsResponse
+	39, // 89: vigil.ops.v1.Ops.AuditReport:output_type -> vigil.ops.v1.AuditReportResponse
+	43, // 90: vigil.ops.v1.Ops.PlaceHold:output_type -> vigil.ops.v1.PlaceHoldResponse
+	45, // 91: vigil.ops.v1.Ops.ListHolds:output_type -> vigil.ops.v1.ListHoldsResponse
+	47, // 92: vigil.ops.v1.Ops.GetHold:output_type -> vigil.ops.v1.GetHoldResponse
+	49, // 93: vigil.ops.v1.Ops.ReleaseHold:output_type -> vigil.ops.v1.ReleaseHoldResponse
+	53, // 94: vigil.ops.v1.Ops.RetentionReport:output_type -> vigil.ops.v1.RetentionReportResponse
+	73, // [73:95] is the sub-list for method output_type
+	51, // [51:73] is the sub-list for method input_type
 	51, // [51:51] is the sub-list for extension type_name
 	51, // [51:51] is the sub-list for extension extendee
 	0,  // [0:51] is the sub-list for field type_name
@@ -3635,7 +3952,7 @@ func file_proto_ops_v1_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_ops_v1_ops_proto_rawDesc), len(file_proto_ops_v1_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

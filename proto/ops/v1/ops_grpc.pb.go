@@ -32,6 +32,9 @@ const (
 	Ops_ListUsers_FullMethodName             = "/vigil.ops.v1.Ops/ListUsers"
 	Ops_DisableUser_FullMethodName           = "/vigil.ops.v1.Ops/DisableUser"
 	Ops_SetPassword_FullMethodName           = "/vigil.ops.v1.Ops/SetPassword"
+	Ops_EnrollTOTP_FullMethodName            = "/vigil.ops.v1.Ops/EnrollTOTP"
+	Ops_ConfirmTOTP_FullMethodName           = "/vigil.ops.v1.Ops/ConfirmTOTP"
+	Ops_DisableTOTP_FullMethodName           = "/vigil.ops.v1.Ops/DisableTOTP"
 	Ops_AuditLog_FullMethodName              = "/vigil.ops.v1.Ops/AuditLog"
 	Ops_AuditCheckpoint_FullMethodName       = "/vigil.ops.v1.Ops/AuditCheckpoint"
 	Ops_AuditRecords_FullMethodName          = "/vigil.ops.v1.Ops/AuditRecords"
@@ -60,6 +63,14 @@ type OpsClient interface {
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
 	DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error)
 	SetPassword(ctx context.Context, in *SetPasswordRequest, opts ...grpc.CallOption) (*SetPasswordResponse, error)
+	// A second factor (TOTP, RFC 6238) for one's own account: EnrollTOTP
+	// makes a pending secret, ConfirmTOTP activates it with a code of it.
+	// Only the user themself may call them: whoever enrols holds the secret.
+	// DisableTOTP: the user, or an administrator for someone who lost their
+	// device.
+	EnrollTOTP(ctx context.Context, in *EnrollTOTPRequest, opts ...grpc.CallOption) (*EnrollTOTPResponse, error)
+	ConfirmTOTP(ctx context.Context, in *ConfirmTOTPRequest, opts ...grpc.CallOption) (*ConfirmTOTPResponse, error)
+	DisableTOTP(ctx context.Context, in *DisableTOTPRequest, opts ...grpc.CallOption) (*DisableTOTPResponse, error)
 	// The access audit log (auditors). Reading it is itself recorded.
 	AuditLog(ctx context.Context, in *AuditLogRequest, opts ...grpc.CallOption) (*AuditLogResponse, error)
 	AuditCheckpoint(ctx context.Context, in *AuditCheckpointRequest, opts ...grpc.CallOption) (*AuditCheckpointResponse, error)
@@ -182,6 +193,36 @@ func (c *opsClient) SetPassword(ctx context.Context, in *SetPasswordRequest, opt
 	return out, nil
 }
 
+func (c *opsClient) EnrollTOTP(ctx context.Context, in *EnrollTOTPRequest, opts ...grpc.CallOption) (*EnrollTOTPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollTOTPResponse)
+	err := c.cc.Invoke(ctx, Ops_EnrollTOTP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) ConfirmTOTP(ctx context.Context, in *ConfirmTOTPRequest, opts ...grpc.CallOption) (*ConfirmTOTPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmTOTPResponse)
+	err := c.cc.Invoke(ctx, Ops_ConfirmTOTP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *opsClient) DisableTOTP(ctx context.Context, in *DisableTOTPRequest, opts ...grpc.CallOption) (*DisableTOTPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableTOTPResponse)
+	err := c.cc.Invoke(ctx, Ops_DisableTOTP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *opsClient) AuditLog(ctx context.Context, in *AuditLogRequest, opts ...grpc.CallOption) (*AuditLogResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuditLogResponse)
@@ -289,6 +330,14 @@ type OpsServer interface {
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
 	DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error)
 	SetPassword(context.Context, *SetPasswordRequest) (*SetPasswordResponse, error)
+	// A second factor (TOTP, RFC 6238) for one's own account: EnrollTOTP
+	// makes a pending secret, ConfirmTOTP activates it with a code of it.
+	// Only the user themself may call them: whoever enrols holds the secret.
+	// DisableTOTP: the user, or an administrator for someone who lost their
+	// device.
+	EnrollTOTP(context.Context, *EnrollTOTPRequest) (*EnrollTOTPResponse, error)
+	ConfirmTOTP(context.Context, *ConfirmTOTPRequest) (*ConfirmTOTPResponse, error)
+	DisableTOTP(context.Context, *DisableTOTPRequest) (*DisableTOTPResponse, error)
 	// The access audit log (auditors). Reading it is itself recorded.
 	AuditLog(context.Context, *AuditLogRequest) (*AuditLogResponse, error)
 	AuditCheckpoint(context.Context, *AuditCheckpointRequest) (*AuditCheckpointResponse, error)
@@ -340,6 +389,15 @@ func (UnimplementedOpsServer) DisableUser(context.Context, *DisableUserRequest) 
 }
 func (UnimplementedOpsServer) SetPassword(context.Context, *SetPasswordRequest) (*SetPasswordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetPassword not implemented")
+}
+func (UnimplementedOpsServer) EnrollTOTP(context.Context, *EnrollTOTPRequest) (*EnrollTOTPResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnrollTOTP not implemented")
+}
+func (UnimplementedOpsServer) ConfirmTOTP(context.Context, *ConfirmTOTPRequest) (*ConfirmTOTPResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmTOTP not implemented")
+}
+func (UnimplementedOpsServer) DisableTOTP(context.Context, *DisableTOTPRequest) (*DisableTOTPResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableTOTP not implemented")
 }
 func (UnimplementedOpsServer) AuditLog(context.Context, *AuditLogRequest) (*AuditLogResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuditLog not implemented")
@@ -569,6 +627,60 @@ func _Ops_SetPassword_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ops_EnrollTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrollTOTPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).EnrollTOTP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_EnrollTOTP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).EnrollTOTP(ctx, req.(*EnrollTOTPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_ConfirmTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmTOTPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).ConfirmTOTP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_ConfirmTOTP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).ConfirmTOTP(ctx, req.(*ConfirmTOTPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ops_DisableTOTP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableTOTPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OpsServer).DisableTOTP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ops_DisableTOTP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OpsServer).DisableTOTP(ctx, req.(*DisableTOTPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Ops_AuditLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuditLogRequest)
 	if err := dec(in); err != nil {
@@ -777,6 +889,18 @@ var Ops_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetPassword",
 			Handler:    _Ops_SetPassword_Handler,
+		},
+		{
+			MethodName: "EnrollTOTP",
+			Handler:    _Ops_EnrollTOTP_Handler,
+		},
+		{
+			MethodName: "ConfirmTOTP",
+			Handler:    _Ops_ConfirmTOTP_Handler,
+		},
+		{
+			MethodName: "DisableTOTP",
+			Handler:    _Ops_DisableTOTP_Handler,
 		},
 		{
 			MethodName: "AuditLog",
