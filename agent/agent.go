@@ -63,6 +63,9 @@ type Agent struct {
 	// then queued for central, linked or not.
 	reporting bool
 
+	// fetchSlots bounds the segment fetches served at once (streams.go).
+	fetchSlots chan struct{}
+
 	mu      sync.Mutex
 	started time.Time
 	alarms  map[string]Alarm
@@ -98,9 +101,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, opts: opts,
-		log:      opts.Logger.With("component", "agent", "district", cfg.District),
-		spoolDir: filepath.Join(cfg.DataDir, "spool"),
-		alarms:   make(map[string]Alarm),
+		log:        opts.Logger.With("component", "agent", "district", cfg.District),
+		spoolDir:   filepath.Join(cfg.DataDir, "spool"),
+		alarms:     make(map[string]Alarm),
+		fetchSlots: make(chan struct{}, maxFetches),
 	}
 	// The data dir holds footage being written and the local API socket:
 	// only the agent's user may enter it.

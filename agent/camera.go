@@ -41,6 +41,9 @@ type camera struct {
 	det    motion.Detector
 	seg    *segmenter.Segmenter
 	events chan cameraEvent
+	// live and liveSub feed central's live relays from the main stream
+	// and from the detect stream (liveSub is unused without one).
+	live, liveSub *liveFeed
 
 	dropping atomic.Bool
 	dropped  atomic.Uint64
@@ -64,6 +67,7 @@ func newCamera(a *Agent, cc *config.Camera) (*camera, error) {
 		a: a, cfg: cc,
 		log:    a.opts.Logger.With("component", "camera", "camera", cc.ID),
 		events: make(chan cameraEvent, unitQueueDepth),
+		live:   newLiveFeed(), liveSub: newLiveFeed(),
 	}
 	dir := filepath.Join(a.spoolDir, cc.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -80,8 +84,8 @@ func newCamera(a *Agent, cc *config.Camera) (*camera, error) {
 	c.seg = seg
 	c.main, err = ingest.New(ingest.Config{
 		Name: cc.ID, URL: cc.URL, Transport: string(cc.Transport),
-		OnAccessUnit: c.enqueue,
-		OnStreamEnd:  func(error) { c.events <- cameraEvent{} },
+		OnAccessUnit: func(au *media.AccessUnit) { c.live.publish(au); c.enqueue(au) },
+		OnStreamEnd:  func(error) { c.live.streamEnd(); c.events <- cameraEvent{} },
 		StallTimeout: a.opts.StallTimeout,
 		Logger:       a.opts.Logger,
 	})
@@ -99,7 +103,8 @@ func newCamera(a *Agent, cc *config.Camera) (*camera, error) {
 		if cc.DetectURL != "" {
 			c.detect, err = ingest.New(ingest.Config{
 				Name: cc.ID + "/detect", URL: cc.DetectURL, Transport: string(cc.Transport),
-				OnAccessUnit: c.det.Feed,
+				OnAccessUnit: func(au *media.AccessUnit) { c.liveSub.publish(au); c.det.Feed(au) },
+				OnStreamEnd:  func(error) { c.liveSub.streamEnd() },
 				StallTimeout: a.opts.StallTimeout,
 				Logger:       a.opts.Logger,
 			})

@@ -67,7 +67,7 @@ func (a *Agent) setupLink() error {
 	a.link, err = link.New(link.Config{
 		District: a.cfg.District, Central: id.Central, TLS: id.ClientTLS(), Index: a.index,
 		Version: Version, Cameras: cams, Heartbeat: a.heartbeat, Resync: a.resync, Logger: a.opts.Logger,
-		Commands: a.command, Holds: a.holdIDs,
+		Commands: a.command, Streams: a.streamCommand, Holds: a.holdIDs,
 	})
 	return err
 }

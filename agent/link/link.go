@@ -68,6 +68,13 @@ type Config struct {
 	// acknowledgements. It must be safe to run again for the same command
 	// (central resends until it hears back).
 	Commands func(context.Context, *agentv1.Command) *agentv1.CommandAck
+	// Streams answers the commands served on a stream of their own (live
+	// relay, segment fetch), each in its own goroutine at once: a viewer
+	// must not wait behind a hold over thousands of objects. It checks the
+	// command and returns its acknowledgement; the stream itself, opened
+	// with client, it serves in a goroutine of its own until ctx (the
+	// link's life) ends or central ends the stream.
+	Streams func(ctx context.Context, client agentv1.LinkClient, cmd *agentv1.Command) *agentv1.CommandAck
 	// MinBackoff and MaxBackoff bound the wait between connection attempts
 	// (defaults 1s and 10s).
 	MinBackoff, MaxBackoff time.Duration
@@ -90,6 +97,9 @@ type Link struct {
 	cfg      Config
 	log      *slog.Logger
 	commands chan queuedCommand
+	// runCtx and client are Run's, for the streams of Config.Streams.
+	runCtx context.Context
+	client agentv1.LinkClient
 
 	mu     sync.Mutex
 	status Status
@@ -178,6 +188,7 @@ func (l *Link) Run(ctx context.Context) error {
 		go l.runCommands(ctx)
 	}
 	client := agentv1.NewLinkClient(conn)
+	l.runCtx, l.client = ctx, client
 	failures := 0
 	for ctx.Err() == nil {
 		started := time.Now()
@@ -314,6 +325,19 @@ func (l *Link) receive(ctx context.Context, stream agentv1.Link_ConnectClient, s
 			l.mu.Unlock()
 		case *agentv1.CentralMessage_Command:
 			cmd := body.Command
+			switch cmd.Body.(type) {
+			case *agentv1.Command_LiveStart, *agentv1.Command_FetchSegment:
+				if l.cfg.Streams != nil {
+					go func() {
+						ack := l.cfg.Streams(l.runCtx, l.client, cmd)
+						ack.RequestId = cmd.GetRequestId()
+						if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil && ctx.Err() == nil {
+							l.log.Warn("stream command acknowledgement not sent", "error", err)
+						}
+					}()
+					continue
+				}
+			}
 			if _, ping := cmd.Body.(*agentv1.Command_Ping); ping || l.cfg.Commands == nil {
 				ack := l.handleCommand(ctx, cmd)
 				if err := send(&agentv1.AgentMessage{Body: &agentv1.AgentMessage_CommandAck{CommandAck: ack}}); err != nil {

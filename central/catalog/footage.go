@@ -121,3 +121,25 @@ func (c *Catalog) walk(prefix, seek []byte, fn func(*agentv1.Segment) error) err
 func cameraPrefix(district, camera string) []byte {
 	return append([]byte(district+"/"+camera), 0)
 }
+
+// ErrNoSegment means the catalog has no such segment.
+var ErrNoSegment = errors.New("no such recording")
+
+// Find returns a camera's segment by id.
+func (c *Catalog) Find(district, camera, id string) (*agentv1.Segment, error) {
+	var found *agentv1.Segment
+	err := c.walk(cameraPrefix(district, camera), nil, func(s *agentv1.Segment) error {
+		if s.GetId() == id {
+			found = s
+			return errStopWalk
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: find: %w", err)
+	}
+	if found == nil {
+		return nil, ErrNoSegment
+	}
+	return found, nil
+}

@@ -33,7 +33,7 @@ var (
 		actions.SegmentDeleted: true, actions.SegmentMissing: true, actions.SegmentFound: true,
 		actions.SpoolQuarantined: true, actions.HoldApplied: true, actions.HoldReleased: true,
 		actions.SegmentDeleteFailed: true, actions.StorageFull: true, actions.StorageResumed: true,
-		actions.MaintenanceAccess: true, actions.AgentStarted: true,
+		actions.MaintenanceAccess: true, actions.AgentStarted: true, actions.SegmentTampered: true,
 	}
 	cameraStates  = map[string]bool{"connecting": true, "up": true, "down": true}
 	deleteReasons = map[string]bool{"retention": true, "pressure": true, "missing": true}

@@ -82,6 +82,12 @@ type Registry struct {
 	closed bool
 	// applied counts reports applied since start (benchmarks, status).
 	applied atomic.Uint64
+
+	// streams are the relays and fetches asked of agents (streams.go);
+	// closing ends those under way when central stops.
+	streams   streams
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // agentRecord is what central keeps of an agent between its connections.
@@ -135,7 +141,7 @@ func New(cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Registry{cfg: cfg, log: cfg.Logger.With("component", "registry"), live: map[string]*conn{}}, nil
+	return &Registry{cfg: cfg, log: cfg.Logger.With("component", "registry"), live: map[string]*conn{}, closing: make(chan struct{})}, nil
 }
 
 // Applied counts the reports applied since the registry started.
@@ -424,6 +430,7 @@ func (r *Registry) attach(ctx context.Context, c *conn) error {
 // Close ends every agent link, so that the server can stop: agent streams
 // never end by themselves.
 func (r *Registry) Close() {
+	r.closeOnce.Do(func() { close(r.closing) })
 	r.mu.Lock()
 	r.closed = true
 	conns := make([]*conn, 0, len(r.live))

@@ -100,6 +100,10 @@ const (
 	// SegmentDeleteFailed: the store refused or failed to destroy an
 	// expired segment; it is retried and an alarm is raised. Detail: why.
 	SegmentDeleteFailed = "segment.delete_failed"
+	// SegmentTampered: a segment asked for viewing did not match the
+	// SHA-256 recorded when it was stored (altered or corrupted in the
+	// store). It was not served; an alarm is raised. Detail: both hashes.
+	SegmentTampered = "segment.tampered"
 	// StorageFull: only held footage is left and the store is above its
 	// high watermark: new segments are not written. StorageResumed: writing
 	// started again.

@@ -1304,8 +1304,7 @@ func (x *Alarm) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
-// Command is a request from central. Later versions add live relay and
-// segment fetch commands.
+// Command is a request from central.
 type Command struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1314,6 +1313,8 @@ type Command struct {
 	//	*Command_Ping
 	//	*Command_HoldApply
 	//	*Command_HoldRelease
+	//	*Command_LiveStart
+	//	*Command_FetchSegment
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1390,6 +1391,24 @@ func (x *Command) GetHoldRelease() *HoldRelease {
 	return nil
 }
 
+func (x *Command) GetLiveStart() *LiveStart {
+	if x != nil {
+		if x, ok := x.Body.(*Command_LiveStart); ok {
+			return x.LiveStart
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFetchSegment() *FetchSegment {
+	if x != nil {
+		if x, ok := x.Body.(*Command_FetchSegment); ok {
+			return x.FetchSegment
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1406,11 +1425,506 @@ type Command_HoldRelease struct {
 	HoldRelease *HoldRelease `protobuf:"bytes,4,opt,name=hold_release,json=holdRelease,proto3,oneof"`
 }
 
+type Command_LiveStart struct {
+	LiveStart *LiveStart `protobuf:"bytes,5,opt,name=live_start,json=liveStart,proto3,oneof"`
+}
+
+type Command_FetchSegment struct {
+	FetchSegment *FetchSegment `protobuf:"bytes,6,opt,name=fetch_segment,json=fetchSegment,proto3,oneof"`
+}
+
 func (*Command_Ping) isCommand_Body() {}
 
 func (*Command_HoldApply) isCommand_Body() {}
 
 func (*Command_HoldRelease) isCommand_Body() {}
+
+func (*Command_LiveStart) isCommand_Body() {}
+
+func (*Command_FetchSegment) isCommand_Body() {}
+
+// LiveStart asks the agent to open a Relay stream carrying the camera's
+// live video, starting with the last keyframe it has. The command is
+// acknowledged once the agent accepted it; the video comes on the stream.
+type LiveStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the Relay stream the agent opens.
+	RelayId string `protobuf:"bytes,1,opt,name=relay_id,json=relayId,proto3" json:"relay_id,omitempty"`
+	Camera  string `protobuf:"bytes,2,opt,name=camera,proto3" json:"camera,omitempty"`
+	// The camera's secondary (detect) stream when it has one: cheaper for
+	// tiles of a wall. Otherwise the main stream.
+	Sub           bool `protobuf:"varint,3,opt,name=sub,proto3" json:"sub,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveStart) Reset() {
+	*x = LiveStart{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveStart) ProtoMessage() {}
+
+func (x *LiveStart) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveStart.ProtoReflect.Descriptor instead.
+func (*LiveStart) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LiveStart) GetRelayId() string {
+	if x != nil {
+		return x.RelayId
+	}
+	return ""
+}
+
+func (x *LiveStart) GetCamera() string {
+	if x != nil {
+		return x.Camera
+	}
+	return ""
+}
+
+func (x *LiveStart) GetSub() bool {
+	if x != nil {
+		return x.Sub
+	}
+	return false
+}
+
+// FetchSegment asks the agent to open a Fetch stream carrying the segment's
+// bytes [offset, offset+length) (length 0: to the end). The agent checks
+// the whole object against the SHA-256 of its index before sending any.
+type FetchSegment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FetchId       string                 `protobuf:"bytes,1,opt,name=fetch_id,json=fetchId,proto3" json:"fetch_id,omitempty"`
+	SegmentId     string                 `protobuf:"bytes,2,opt,name=segment_id,json=segmentId,proto3" json:"segment_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchSegment) Reset() {
+	*x = FetchSegment{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchSegment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchSegment) ProtoMessage() {}
+
+func (x *FetchSegment) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchSegment.ProtoReflect.Descriptor instead.
+func (*FetchSegment) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FetchSegment) GetFetchId() string {
+	if x != nil {
+		return x.FetchId
+	}
+	return ""
+}
+
+func (x *FetchSegment) GetSegmentId() string {
+	if x != nil {
+		return x.SegmentId
+	}
+	return ""
+}
+
+func (x *FetchSegment) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *FetchSegment) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// RelayFrame is one access unit of a relayed camera. The first message of
+// a Relay stream carries relay_id and params, and no picture.
+type RelayFrame struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RelayId string                 `protobuf:"bytes,1,opt,name=relay_id,json=relayId,proto3" json:"relay_id,omitempty"`
+	// Set on the first message and whenever the stream's parameters change.
+	Params *StreamParams `protobuf:"bytes,2,opt,name=params,proto3" json:"params,omitempty"`
+	// In 1/90000 s from the start of the agent's camera connection.
+	Pts      int64 `protobuf:"varint,3,opt,name=pts,proto3" json:"pts,omitempty"`
+	Dts      int64 `protobuf:"varint,4,opt,name=dts,proto3" json:"dts,omitempty"`
+	Keyframe bool  `protobuf:"varint,5,opt,name=keyframe,proto3" json:"keyframe,omitempty"`
+	// NAL units without start codes.
+	Nalus [][]byte `protobuf:"bytes,6,rep,name=nalus,proto3" json:"nalus,omitempty"`
+	// When the agent received the frame from the camera, in microseconds
+	// since the Unix epoch: what latency is measured from.
+	ReceivedUs    int64 `protobuf:"varint,7,opt,name=received_us,json=receivedUs,proto3" json:"received_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayFrame) Reset() {
+	*x = RelayFrame{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayFrame) ProtoMessage() {}
+
+func (x *RelayFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayFrame.ProtoReflect.Descriptor instead.
+func (*RelayFrame) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RelayFrame) GetRelayId() string {
+	if x != nil {
+		return x.RelayId
+	}
+	return ""
+}
+
+func (x *RelayFrame) GetParams() *StreamParams {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *RelayFrame) GetPts() int64 {
+	if x != nil {
+		return x.Pts
+	}
+	return 0
+}
+
+func (x *RelayFrame) GetDts() int64 {
+	if x != nil {
+		return x.Dts
+	}
+	return 0
+}
+
+func (x *RelayFrame) GetKeyframe() bool {
+	if x != nil {
+		return x.Keyframe
+	}
+	return false
+}
+
+func (x *RelayFrame) GetNalus() [][]byte {
+	if x != nil {
+		return x.Nalus
+	}
+	return nil
+}
+
+func (x *RelayFrame) GetReceivedUs() int64 {
+	if x != nil {
+		return x.ReceivedUs
+	}
+	return 0
+}
+
+type StreamParams struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "h264" or "h265".
+	Codec         string `protobuf:"bytes,1,opt,name=codec,proto3" json:"codec,omitempty"`
+	Vps           []byte `protobuf:"bytes,2,opt,name=vps,proto3" json:"vps,omitempty"`
+	Sps           []byte `protobuf:"bytes,3,opt,name=sps,proto3" json:"sps,omitempty"`
+	Pps           []byte `protobuf:"bytes,4,opt,name=pps,proto3" json:"pps,omitempty"`
+	Width         int32  `protobuf:"varint,5,opt,name=width,proto3" json:"width,omitempty"`
+	Height        int32  `protobuf:"varint,6,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamParams) Reset() {
+	*x = StreamParams{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamParams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamParams) ProtoMessage() {}
+
+func (x *StreamParams) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamParams.ProtoReflect.Descriptor instead.
+func (*StreamParams) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StreamParams) GetCodec() string {
+	if x != nil {
+		return x.Codec
+	}
+	return ""
+}
+
+func (x *StreamParams) GetVps() []byte {
+	if x != nil {
+		return x.Vps
+	}
+	return nil
+}
+
+func (x *StreamParams) GetSps() []byte {
+	if x != nil {
+		return x.Sps
+	}
+	return nil
+}
+
+func (x *StreamParams) GetPps() []byte {
+	if x != nil {
+		return x.Pps
+	}
+	return nil
+}
+
+func (x *StreamParams) GetWidth() int32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *StreamParams) GetHeight() int32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+// RelayControl is reserved for central's requests during a relay.
+type RelayControl struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayControl) Reset() {
+	*x = RelayControl{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayControl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayControl) ProtoMessage() {}
+
+func (x *RelayControl) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayControl.ProtoReflect.Descriptor instead.
+func (*RelayControl) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+}
+
+// FetchChunk is a piece of a fetched segment. The first message carries
+// fetch_id and the object's size and SHA-256, or the error that stopped the
+// fetch (then no data follows).
+type FetchChunk struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FetchId    string                 `protobuf:"bytes,1,opt,name=fetch_id,json=fetchId,proto3" json:"fetch_id,omitempty"`
+	TotalBytes int64                  `protobuf:"varint,2,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	Sha256     string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Error      string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The object's bytes do not match the index: tampering or corruption,
+	// reported as such and never served.
+	Tampered      bool   `protobuf:"varint,5,opt,name=tampered,proto3" json:"tampered,omitempty"`
+	Data          []byte `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchChunk) Reset() {
+	*x = FetchChunk{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchChunk) ProtoMessage() {}
+
+func (x *FetchChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchChunk.ProtoReflect.Descriptor instead.
+func (*FetchChunk) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FetchChunk) GetFetchId() string {
+	if x != nil {
+		return x.FetchId
+	}
+	return ""
+}
+
+func (x *FetchChunk) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *FetchChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FetchChunk) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *FetchChunk) GetTampered() bool {
+	if x != nil {
+		return x.Tampered
+	}
+	return false
+}
+
+func (x *FetchChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type FetchDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchDone) Reset() {
+	*x = FetchDone{}
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchDone) ProtoMessage() {}
+
+func (x *FetchDone) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
+func (*FetchDone) Descriptor() ([]byte, []int) {
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+}
 
 type Ping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1420,7 +1934,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1946,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1959,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 // HoldApply places a judicial hold at the district: every segment of the
@@ -1468,7 +1982,7 @@ type HoldApply struct {
 
 func (x *HoldApply) Reset() {
 	*x = HoldApply{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1994,7 @@ func (x *HoldApply) String() string {
 func (*HoldApply) ProtoMessage() {}
 
 func (x *HoldApply) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +2007,7 @@ func (x *HoldApply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldApply.ProtoReflect.Descriptor instead.
 func (*HoldApply) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HoldApply) GetHoldId() string {
@@ -1550,7 +2064,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +2076,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +2089,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HoldRelease) GetHoldId() string {
@@ -1605,7 +2119,7 @@ type CommandAck struct {
 
 func (x *CommandAck) Reset() {
 	*x = CommandAck{}
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +2131,7 @@ func (x *CommandAck) String() string {
 func (*CommandAck) ProtoMessage() {}
 
 func (x *CommandAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +2144,7 @@ func (x *CommandAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandAck.ProtoReflect.Descriptor instead.
 func (*CommandAck) Descriptor() ([]byte, []int) {
-	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CommandAck) GetRequestId() string {
@@ -1761,15 +2275,56 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x05Alarm\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xda\x01\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xdb\x02\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12*\n" +
 	"\x04ping\x18\x02 \x01(\v2\x14.vigil.agent.v1.PingH\x00R\x04ping\x12:\n" +
 	"\n" +
 	"hold_apply\x18\x03 \x01(\v2\x19.vigil.agent.v1.HoldApplyH\x00R\tholdApply\x12@\n" +
-	"\fhold_release\x18\x04 \x01(\v2\x1b.vigil.agent.v1.HoldReleaseH\x00R\vholdReleaseB\x06\n" +
-	"\x04body\"\x06\n" +
+	"\fhold_release\x18\x04 \x01(\v2\x1b.vigil.agent.v1.HoldReleaseH\x00R\vholdRelease\x12:\n" +
+	"\n" +
+	"live_start\x18\x05 \x01(\v2\x19.vigil.agent.v1.LiveStartH\x00R\tliveStart\x12C\n" +
+	"\rfetch_segment\x18\x06 \x01(\v2\x1c.vigil.agent.v1.FetchSegmentH\x00R\ffetchSegmentB\x06\n" +
+	"\x04body\"P\n" +
+	"\tLiveStart\x12\x19\n" +
+	"\brelay_id\x18\x01 \x01(\tR\arelayId\x12\x16\n" +
+	"\x06camera\x18\x02 \x01(\tR\x06camera\x12\x10\n" +
+	"\x03sub\x18\x03 \x01(\bR\x03sub\"x\n" +
+	"\fFetchSegment\x12\x19\n" +
+	"\bfetch_id\x18\x01 \x01(\tR\afetchId\x12\x1d\n" +
+	"\n" +
+	"segment_id\x18\x02 \x01(\tR\tsegmentId\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\"\xd4\x01\n" +
+	"\n" +
+	"RelayFrame\x12\x19\n" +
+	"\brelay_id\x18\x01 \x01(\tR\arelayId\x124\n" +
+	"\x06params\x18\x02 \x01(\v2\x1c.vigil.agent.v1.StreamParamsR\x06params\x12\x10\n" +
+	"\x03pts\x18\x03 \x01(\x03R\x03pts\x12\x10\n" +
+	"\x03dts\x18\x04 \x01(\x03R\x03dts\x12\x1a\n" +
+	"\bkeyframe\x18\x05 \x01(\bR\bkeyframe\x12\x14\n" +
+	"\x05nalus\x18\x06 \x03(\fR\x05nalus\x12\x1f\n" +
+	"\vreceived_us\x18\a \x01(\x03R\n" +
+	"receivedUs\"\x88\x01\n" +
+	"\fStreamParams\x12\x14\n" +
+	"\x05codec\x18\x01 \x01(\tR\x05codec\x12\x10\n" +
+	"\x03vps\x18\x02 \x01(\fR\x03vps\x12\x10\n" +
+	"\x03sps\x18\x03 \x01(\fR\x03sps\x12\x10\n" +
+	"\x03pps\x18\x04 \x01(\fR\x03pps\x12\x14\n" +
+	"\x05width\x18\x05 \x01(\x05R\x05width\x12\x16\n" +
+	"\x06height\x18\x06 \x01(\x05R\x06height\"\x0e\n" +
+	"\fRelayControl\"\xa6\x01\n" +
+	"\n" +
+	"FetchChunk\x12\x19\n" +
+	"\bfetch_id\x18\x01 \x01(\tR\afetchId\x12\x1f\n" +
+	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
+	"totalBytes\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
+	"\btampered\x18\x05 \x01(\bR\btampered\x12\x12\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\"\v\n" +
+	"\tFetchDone\"\x06\n" +
 	"\x04Ping\"\xd3\x01\n" +
 	"\tHoldApply\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x18\n" +
@@ -1790,9 +2345,11 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bsegments\x18\x04 \x01(\x03R\bsegments2U\n" +
 	"\n" +
 	"Enrollment\x12G\n" +
-	"\x06Enroll\x12\x1d.vigil.agent.v1.EnrollRequest\x1a\x1e.vigil.agent.v1.EnrollResponse2S\n" +
+	"\x06Enroll\x12\x1d.vigil.agent.v1.EnrollRequest\x1a\x1e.vigil.agent.v1.EnrollResponse2\xdc\x01\n" +
 	"\x04Link\x12K\n" +
-	"\aConnect\x12\x1c.vigil.agent.v1.AgentMessage\x1a\x1e.vigil.agent.v1.CentralMessage(\x010\x01B4Z2github.com/vigil-cctv/vigil/proto/agent/v1;agentv1b\x06proto3"
+	"\aConnect\x12\x1c.vigil.agent.v1.AgentMessage\x1a\x1e.vigil.agent.v1.CentralMessage(\x010\x01\x12E\n" +
+	"\x05Relay\x12\x1a.vigil.agent.v1.RelayFrame\x1a\x1c.vigil.agent.v1.RelayControl(\x010\x01\x12@\n" +
+	"\x05Fetch\x12\x1a.vigil.agent.v1.FetchChunk\x1a\x19.vigil.agent.v1.FetchDone(\x01B4Z2github.com/vigil-cctv/vigil/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1806,7 +2363,7 @@ func file_proto_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_proto_agent_v1_agent_proto_rawDescData
 }
 
-var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_proto_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*EnrollRequest)(nil),         // 0: vigil.agent.v1.EnrollRequest
 	(*EnrollResponse)(nil),        // 1: vigil.agent.v1.EnrollResponse
@@ -1824,51 +2381,65 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 13: vigil.agent.v1.Heartbeat
 	(*Alarm)(nil),                 // 14: vigil.agent.v1.Alarm
 	(*Command)(nil),               // 15: vigil.agent.v1.Command
-	(*Ping)(nil),                  // 16: vigil.agent.v1.Ping
-	(*HoldApply)(nil),             // 17: vigil.agent.v1.HoldApply
-	(*HoldRelease)(nil),           // 18: vigil.agent.v1.HoldRelease
-	(*CommandAck)(nil),            // 19: vigil.agent.v1.CommandAck
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*LiveStart)(nil),             // 16: vigil.agent.v1.LiveStart
+	(*FetchSegment)(nil),          // 17: vigil.agent.v1.FetchSegment
+	(*RelayFrame)(nil),            // 18: vigil.agent.v1.RelayFrame
+	(*StreamParams)(nil),          // 19: vigil.agent.v1.StreamParams
+	(*RelayControl)(nil),          // 20: vigil.agent.v1.RelayControl
+	(*FetchChunk)(nil),            // 21: vigil.agent.v1.FetchChunk
+	(*FetchDone)(nil),             // 22: vigil.agent.v1.FetchDone
+	(*Ping)(nil),                  // 23: vigil.agent.v1.Ping
+	(*HoldApply)(nil),             // 24: vigil.agent.v1.HoldApply
+	(*HoldRelease)(nil),           // 25: vigil.agent.v1.HoldRelease
+	(*CommandAck)(nil),            // 26: vigil.agent.v1.CommandAck
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: vigil.agent.v1.AgentMessage.hello:type_name -> vigil.agent.v1.Hello
 	7,  // 1: vigil.agent.v1.AgentMessage.report:type_name -> vigil.agent.v1.Report
 	13, // 2: vigil.agent.v1.AgentMessage.heartbeat:type_name -> vigil.agent.v1.Heartbeat
-	19, // 3: vigil.agent.v1.AgentMessage.command_ack:type_name -> vigil.agent.v1.CommandAck
+	26, // 3: vigil.agent.v1.AgentMessage.command_ack:type_name -> vigil.agent.v1.CommandAck
 	5,  // 4: vigil.agent.v1.CentralMessage.welcome:type_name -> vigil.agent.v1.Welcome
 	6,  // 5: vigil.agent.v1.CentralMessage.ack:type_name -> vigil.agent.v1.Ack
 	15, // 6: vigil.agent.v1.CentralMessage.command:type_name -> vigil.agent.v1.Command
-	20, // 7: vigil.agent.v1.Hello.clock:type_name -> google.protobuf.Timestamp
-	20, // 8: vigil.agent.v1.Welcome.central_clock:type_name -> google.protobuf.Timestamp
-	20, // 9: vigil.agent.v1.Report.at:type_name -> google.protobuf.Timestamp
+	27, // 7: vigil.agent.v1.Hello.clock:type_name -> google.protobuf.Timestamp
+	27, // 8: vigil.agent.v1.Welcome.central_clock:type_name -> google.protobuf.Timestamp
+	27, // 9: vigil.agent.v1.Report.at:type_name -> google.protobuf.Timestamp
 	10, // 10: vigil.agent.v1.Report.segment_stored:type_name -> vigil.agent.v1.SegmentStored
 	11, // 11: vigil.agent.v1.Report.segment_deleted:type_name -> vigil.agent.v1.SegmentDeleted
 	12, // 12: vigil.agent.v1.Report.camera_status:type_name -> vigil.agent.v1.CameraStatus
 	8,  // 13: vigil.agent.v1.Report.journal:type_name -> vigil.agent.v1.JournalEntry
-	20, // 14: vigil.agent.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
-	20, // 15: vigil.agent.v1.Segment.start:type_name -> google.protobuf.Timestamp
-	20, // 16: vigil.agent.v1.Segment.end:type_name -> google.protobuf.Timestamp
-	20, // 17: vigil.agent.v1.Segment.expires:type_name -> google.protobuf.Timestamp
+	27, // 14: vigil.agent.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	27, // 15: vigil.agent.v1.Segment.start:type_name -> google.protobuf.Timestamp
+	27, // 16: vigil.agent.v1.Segment.end:type_name -> google.protobuf.Timestamp
+	27, // 17: vigil.agent.v1.Segment.expires:type_name -> google.protobuf.Timestamp
 	9,  // 18: vigil.agent.v1.SegmentStored.segment:type_name -> vigil.agent.v1.Segment
-	20, // 19: vigil.agent.v1.SegmentDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	20, // 20: vigil.agent.v1.CameraStatus.since:type_name -> google.protobuf.Timestamp
-	20, // 21: vigil.agent.v1.Heartbeat.clock:type_name -> google.protobuf.Timestamp
+	27, // 19: vigil.agent.v1.SegmentDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	27, // 20: vigil.agent.v1.CameraStatus.since:type_name -> google.protobuf.Timestamp
+	27, // 21: vigil.agent.v1.Heartbeat.clock:type_name -> google.protobuf.Timestamp
 	14, // 22: vigil.agent.v1.Heartbeat.alarms:type_name -> vigil.agent.v1.Alarm
-	20, // 23: vigil.agent.v1.Alarm.since:type_name -> google.protobuf.Timestamp
-	16, // 24: vigil.agent.v1.Command.ping:type_name -> vigil.agent.v1.Ping
-	17, // 25: vigil.agent.v1.Command.hold_apply:type_name -> vigil.agent.v1.HoldApply
-	18, // 26: vigil.agent.v1.Command.hold_release:type_name -> vigil.agent.v1.HoldRelease
-	20, // 27: vigil.agent.v1.HoldApply.from:type_name -> google.protobuf.Timestamp
-	20, // 28: vigil.agent.v1.HoldApply.to:type_name -> google.protobuf.Timestamp
-	0,  // 29: vigil.agent.v1.Enrollment.Enroll:input_type -> vigil.agent.v1.EnrollRequest
-	2,  // 30: vigil.agent.v1.Link.Connect:input_type -> vigil.agent.v1.AgentMessage
-	1,  // 31: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
-	3,  // 32: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
-	31, // [31:33] is the sub-list for method output_type
-	29, // [29:31] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	27, // 23: vigil.agent.v1.Alarm.since:type_name -> google.protobuf.Timestamp
+	23, // 24: vigil.agent.v1.Command.ping:type_name -> vigil.agent.v1.Ping
+	24, // 25: vigil.agent.v1.Command.hold_apply:type_name -> vigil.agent.v1.HoldApply
+	25, // 26: vigil.agent.v1.Command.hold_release:type_name -> vigil.agent.v1.HoldRelease
+	16, // 27: vigil.agent.v1.Command.live_start:type_name -> vigil.agent.v1.LiveStart
+	17, // 28: vigil.agent.v1.Command.fetch_segment:type_name -> vigil.agent.v1.FetchSegment
+	19, // 29: vigil.agent.v1.RelayFrame.params:type_name -> vigil.agent.v1.StreamParams
+	27, // 30: vigil.agent.v1.HoldApply.from:type_name -> google.protobuf.Timestamp
+	27, // 31: vigil.agent.v1.HoldApply.to:type_name -> google.protobuf.Timestamp
+	0,  // 32: vigil.agent.v1.Enrollment.Enroll:input_type -> vigil.agent.v1.EnrollRequest
+	2,  // 33: vigil.agent.v1.Link.Connect:input_type -> vigil.agent.v1.AgentMessage
+	18, // 34: vigil.agent.v1.Link.Relay:input_type -> vigil.agent.v1.RelayFrame
+	21, // 35: vigil.agent.v1.Link.Fetch:input_type -> vigil.agent.v1.FetchChunk
+	1,  // 36: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
+	3,  // 37: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
+	20, // 38: vigil.agent.v1.Link.Relay:output_type -> vigil.agent.v1.RelayControl
+	22, // 39: vigil.agent.v1.Link.Fetch:output_type -> vigil.agent.v1.FetchDone
+	36, // [36:40] is the sub-list for method output_type
+	32, // [32:36] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_v1_agent_proto_init() }
@@ -1897,6 +2468,8 @@ func file_proto_agent_v1_agent_proto_init() {
 		(*Command_Ping)(nil),
 		(*Command_HoldApply)(nil),
 		(*Command_HoldRelease)(nil),
+		(*Command_LiveStart)(nil),
+		(*Command_FetchSegment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1904,7 +2477,7 @@ func file_proto_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_v1_agent_proto_rawDesc), len(file_proto_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

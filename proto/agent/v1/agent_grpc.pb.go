@@ -138,6 +138,8 @@ var Enrollment_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Link_Connect_FullMethodName = "/vigil.agent.v1.Link/Connect"
+	Link_Relay_FullMethodName   = "/vigil.agent.v1.Link/Relay"
+	Link_Fetch_FullMethodName   = "/vigil.agent.v1.Link/Fetch"
 )
 
 // LinkClient is the client API for Link service.
@@ -151,6 +153,18 @@ const (
 // sends its commands down it, and the agent sends its reports up.
 type LinkClient interface {
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, CentralMessage], error)
+	// Relay carries one live view of a camera from the agent to central.
+	// The agent opens it when central asks with a LiveStart command (central
+	// cannot dial the agent), on the same connection as Connect but as a
+	// stream of its own, so video never delays reports and acknowledgements.
+	// The first message names the relay. Central ends the relay by ending
+	// the call; the agent stops sending when its receive side fails.
+	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayFrame, RelayControl], error)
+	// Fetch carries one recorded segment, or a byte range of it, from the
+	// agent to central, opened by the agent when central asks with a
+	// FetchSegment command. The first message names the fetch and says
+	// whether the object matched the SHA-256 of the agent's index.
+	Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[FetchChunk, FetchDone], error)
 }
 
 type linkClient struct {
@@ -174,6 +188,32 @@ func (c *linkClient) Connect(ctx context.Context, opts ...grpc.CallOption) (grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Link_ConnectClient = grpc.BidiStreamingClient[AgentMessage, CentralMessage]
 
+func (c *linkClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayFrame, RelayControl], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Link_ServiceDesc.Streams[1], Link_Relay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RelayFrame, RelayControl]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Link_RelayClient = grpc.BidiStreamingClient[RelayFrame, RelayControl]
+
+func (c *linkClient) Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[FetchChunk, FetchDone], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Link_ServiceDesc.Streams[2], Link_Fetch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchChunk, FetchDone]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Link_FetchClient = grpc.ClientStreamingClient[FetchChunk, FetchDone]
+
 // LinkServer is the server API for Link service.
 // All implementations must embed UnimplementedLinkServer
 // for forward compatibility.
@@ -185,6 +225,18 @@ type Link_ConnectClient = grpc.BidiStreamingClient[AgentMessage, CentralMessage]
 // sends its commands down it, and the agent sends its reports up.
 type LinkServer interface {
 	Connect(grpc.BidiStreamingServer[AgentMessage, CentralMessage]) error
+	// Relay carries one live view of a camera from the agent to central.
+	// The agent opens it when central asks with a LiveStart command (central
+	// cannot dial the agent), on the same connection as Connect but as a
+	// stream of its own, so video never delays reports and acknowledgements.
+	// The first message names the relay. Central ends the relay by ending
+	// the call; the agent stops sending when its receive side fails.
+	Relay(grpc.BidiStreamingServer[RelayFrame, RelayControl]) error
+	// Fetch carries one recorded segment, or a byte range of it, from the
+	// agent to central, opened by the agent when central asks with a
+	// FetchSegment command. The first message names the fetch and says
+	// whether the object matched the SHA-256 of the agent's index.
+	Fetch(grpc.ClientStreamingServer[FetchChunk, FetchDone]) error
 	mustEmbedUnimplementedLinkServer()
 }
 
@@ -197,6 +249,12 @@ type UnimplementedLinkServer struct{}
 
 func (UnimplementedLinkServer) Connect(grpc.BidiStreamingServer[AgentMessage, CentralMessage]) error {
 	return status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedLinkServer) Relay(grpc.BidiStreamingServer[RelayFrame, RelayControl]) error {
+	return status.Error(codes.Unimplemented, "method Relay not implemented")
+}
+func (UnimplementedLinkServer) Fetch(grpc.ClientStreamingServer[FetchChunk, FetchDone]) error {
+	return status.Error(codes.Unimplemented, "method Fetch not implemented")
 }
 func (UnimplementedLinkServer) mustEmbedUnimplementedLinkServer() {}
 func (UnimplementedLinkServer) testEmbeddedByValue()              {}
@@ -226,6 +284,20 @@ func _Link_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Link_ConnectServer = grpc.BidiStreamingServer[AgentMessage, CentralMessage]
 
+func _Link_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LinkServer).Relay(&grpc.GenericServerStream[RelayFrame, RelayControl]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Link_RelayServer = grpc.BidiStreamingServer[RelayFrame, RelayControl]
+
+func _Link_Fetch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LinkServer).Fetch(&grpc.GenericServerStream[FetchChunk, FetchDone]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Link_FetchServer = grpc.ClientStreamingServer[FetchChunk, FetchDone]
+
 // Link_ServiceDesc is the grpc.ServiceDesc for Link service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +310,17 @@ var Link_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Connect",
 			Handler:       _Link_Connect_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Relay",
+			Handler:       _Link_Relay_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Fetch",
+			Handler:       _Link_Fetch_Handler,
 			ClientStreams: true,
 		},
 	},
