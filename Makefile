@@ -29,12 +29,12 @@ demo: ffmpeg build ## Run simulated cameras and an agent recording them (Ctrl-C 
 	./$(BIN) demo
 
 .PHONY: test
-test: ffmpeg minio proto-tools fmt-check ## Install what tests need, check formatting and vet, run every test with -race
+test: ffmpeg chromium minio proto-tools fmt-check ## Install what tests need, check formatting and vet, run every test with -race
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
 
 .PHONY: bench
-bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/50/100 cameras × 60 s; catalog events; logins; audit appends and verify; retention sweep of 1M segments, hold over 10k on fs and MinIO)
+bench: ffmpeg chromium minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/50/100 cameras × 60 s; catalog events; logins; audit appends and verify; retention sweep of 1M segments, hold over 10k on fs and MinIO; console: first frame, latency, CPU for 1/16/64 viewers, a 4- and 16-tile wall in Chromium)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./storage/...
 	$(GO) test -run '^$$' -bench . ./central/users/
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./central/audit/
@@ -42,6 +42,7 @@ bench: ffmpeg minio $(BENCH_CLIP) ## Print the benchmark figures (recording 10/5
 	$(GO) test -run '^$$' -bench 'LoginRPC' ./cmd/vigil/
 	$(GO) test -run '^$$' -bench 'AgentContinuous' -benchtime 1x -timeout 30m ./agent/
 	$(GO) test -run '^$$' -bench 'Sweep1M|ApplyHold10k' -benchtime 1x -timeout 30m ./agent/retention/
+	$(GO) test -run '^$$' -bench 'LiveViewers|BrowserWall' -benchtime 1x -timeout 20m ./cmd/vigil/consoletest/
 
 .PHONY: evalset
 evalset: ffmpeg ## Render the motion evaluation set into bin/evalset (about 70 s; clips up to date are kept)
@@ -72,6 +73,7 @@ fuzz: ## Run each fuzz target for 30 s
 	$(GO) test ./central/audit/ -run '^$$' -fuzz FuzzUnmarshal -fuzztime 30s
 	$(GO) test ./storage/fs/ -run '^$$' -fuzz FuzzValidateKey -fuzztime 30s
 	$(GO) test ./storage/index/ -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s
+	$(GO) test ./central/console/ -run '^$$' -fuzz FuzzParseRange -fuzztime 30s
 
 .PHONY: proto
 proto: proto-tools ## Regenerate the Go code of proto/*.proto (pinned protoc plugins)
@@ -96,6 +98,12 @@ ffmpeg: ## Install Debian's ffmpeg when missing (motion detection, tests)
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { \
 		echo "installing ffmpeg (apt)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium when missing (console browser tests)
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (apt)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 .PHONY: minio
 minio: $(MINIO) ## Build the MinIO server the tests run (about 4 min the first time)

@@ -48,6 +48,19 @@ var (
 	// retentionReaders see the retention evidence: it holds no footage, and
 	// administrators run the retention it proves.
 	retentionReaders = []users.Role{users.RoleOfficer, users.RoleAuditor, users.RoleAdmin}
+	// watchers see video, live or recorded: the operators of the central
+	// room, and the officers who also handle holds. Never auditors (they
+	// check the log, not the footage) nor administrators (DESIGN.md).
+	watchers = []users.Role{users.RoleOperator, users.RoleOfficer}
+)
+
+// Console actions that are not calls of the Ops service: the web console
+// authorises them by these names, with the same rules and scope checks.
+const (
+	// ConsoleLive is watching a camera live.
+	ConsoleLive = "/vigil.console/Live"
+	// ConsoleViewRecording is opening a recorded segment.
+	ConsoleViewRecording = "/vigil.console/ViewRecording"
 )
 
 // rules is the whole policy of the Ops service. A method missing here is
@@ -93,6 +106,9 @@ var rules = map[string]rule{
 	opsv1.Ops_ListHolds_FullMethodName:       {roles: holdReaders, district: true},
 	opsv1.Ops_GetHold_FullMethodName:         {roles: holdReaders, district: true},
 	opsv1.Ops_RetentionReport_FullMethodName: {roles: retentionReaders, district: true},
+
+	ConsoleLive:          {roles: watchers, district: true},
+	ConsoleViewRecording: {roles: watchers, district: true},
 }
 
 // Public reports whether method may be called without a token (Login).

@@ -19,7 +19,8 @@ func opsMethods() []string {
 	for _, s := range opsv1.Ops_ServiceDesc.Streams {
 		out = append(out, "/"+opsv1.Ops_ServiceDesc.ServiceName+"/"+s.StreamName)
 	}
-	return out
+	// The web console's own actions are ruled in the same table.
+	return append(out, ConsoleLive, ConsoleViewRecording)
 }
 
 const (
@@ -139,6 +140,20 @@ var expected = map[string]map[users.Role]verdict{
 		users.RoleAuditor:  {allow, deny},
 		users.RoleAdmin:    {allow, deny},
 	},
+	// Video, live or recorded: operators and officers of the district;
+	// never auditors nor administrators.
+	ConsoleLive: {
+		users.RoleOperator: {allow, deny},
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {deny, deny},
+		users.RoleAdmin:    {deny, deny},
+	},
+	ConsoleViewRecording: {
+		users.RoleOperator: {allow, deny},
+		users.RoleOfficer:  {allow, deny},
+		users.RoleAuditor:  {deny, deny},
+		users.RoleAdmin:    {deny, deny},
+	},
 }
 
 // nobody: no role, at the method level.
@@ -175,6 +190,8 @@ var scopedMethods = map[string]bool{
 	opsv1.Ops_ListHolds_FullMethodName:             true,
 	opsv1.Ops_GetHold_FullMethodName:               true,
 	opsv1.Ops_RetentionReport_FullMethodName:       true,
+	ConsoleLive:                                    true,
+	ConsoleViewRecording:                           true,
 }
 
 // TestMatrix checks every role × every Ops RPC × a district in and out of

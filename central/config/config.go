@@ -33,6 +33,17 @@ type Config struct {
 	EnrollmentTTL Duration `yaml:"enrollment_ttl"`
 	// AgentCertValidity is how long an agent certificate lasts (365d).
 	AgentCertValidity Duration `yaml:"agent_cert_validity"`
+	// ConsoleListen is where the operators' web console is served over
+	// HTTPS (default 127.0.0.1:8443); "off" serves none.
+	ConsoleListen string `yaml:"console_listen"`
+	// ConsoleCert and ConsoleKey are PEM files of a certificate for the
+	// console (one a browser already trusts); by default the console uses
+	// the certificate central's own CA issues for Hosts.
+	ConsoleCert string `yaml:"console_cert"`
+	ConsoleKey  string `yaml:"console_key"`
+	// ConsoleIdleTimeout ends a console session unused for this long
+	// (default 15m).
+	ConsoleIdleTimeout Duration `yaml:"console_idle_timeout"`
 }
 
 // Duration is a Go duration in YAML ("8h", "90m"); zero is refused so that
@@ -59,8 +70,11 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // Defaults.
 const (
-	DefaultAgentListen = "127.0.0.1:7443"
-	DefaultAPIListen   = "127.0.0.1:7444"
+	DefaultAgentListen   = "127.0.0.1:7443"
+	DefaultAPIListen     = "127.0.0.1:7444"
+	DefaultConsoleListen = "127.0.0.1:8443"
+	// ConsoleOff as console_listen serves no console.
+	ConsoleOff = "off"
 )
 
 // Load reads and validates the file at path.
@@ -113,6 +127,20 @@ func (c *Config) CheckAndSetDefaults() error {
 	if _, port, _ := net.SplitHostPort(c.AgentListen); c.AgentListen == c.APIListen && port != "0" {
 		return errors.New("agent_listen and api_listen must differ")
 	}
+	if c.ConsoleListen == "" {
+		c.ConsoleListen = DefaultConsoleListen
+	}
+	if c.ConsoleListen != ConsoleOff {
+		if _, port, err := net.SplitHostPort(c.ConsoleListen); err != nil || port == "" {
+			return fmt.Errorf("console_listen: %q is not HOST:PORT or off", c.ConsoleListen)
+		}
+		if _, port, _ := net.SplitHostPort(c.ConsoleListen); port != "0" && (c.ConsoleListen == c.AgentListen || c.ConsoleListen == c.APIListen) {
+			return errors.New("console_listen must differ from agent_listen and api_listen")
+		}
+	}
+	if (c.ConsoleCert == "") != (c.ConsoleKey == "") {
+		return errors.New("console_cert and console_key: give both or neither")
+	}
 	for _, h := range c.Hosts {
 		if h == "" || strings.ContainsAny(h, " /:") && net.ParseIP(h) == nil {
 			return fmt.Errorf("hosts: %q is not a host name or IP address", h)
@@ -126,6 +154,7 @@ func (c *Config) CheckAndSetDefaults() error {
 		{"session_ttl", &c.SessionTTL, 8 * time.Hour, 7 * 24 * time.Hour},
 		{"enrollment_ttl", &c.EnrollmentTTL, 24 * time.Hour, 7 * 24 * time.Hour},
 		{"agent_cert_validity", &c.AgentCertValidity, 365 * 24 * time.Hour, 3 * 365 * 24 * time.Hour},
+		{"console_idle_timeout", &c.ConsoleIdleTimeout, 15 * time.Minute, 8 * time.Hour},
 	}
 	for _, d := range defaults {
 		if *d.d == 0 {

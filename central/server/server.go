@@ -27,10 +27,12 @@ import (
 	"github.com/vigil-cctv/vigil/central/audit"
 	"github.com/vigil-cctv/vigil/central/catalog"
 	"github.com/vigil-cctv/vigil/central/config"
+	"github.com/vigil-cctv/vigil/central/console"
 	"github.com/vigil-cctv/vigil/central/enroll"
 	"github.com/vigil-cctv/vigil/central/holds"
 	"github.com/vigil-cctv/vigil/central/pki"
 	"github.com/vigil-cctv/vigil/central/registry"
+	"github.com/vigil-cctv/vigil/central/relay"
 	"github.com/vigil-cctv/vigil/central/users"
 	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
@@ -63,6 +65,9 @@ type Server struct {
 	delivery *holds.Deliverer
 	audit    *audit.Log
 	auditKey string // the audit log's note verifier key
+	ops      *opsService
+	hub      *relay.Hub
+	console  *console.Console
 
 	// AdminPassword is the bootstrap admin's password when this start
 	// created it (also written to data_dir/admin-password), else "".
@@ -72,10 +77,11 @@ type Server struct {
 	quietMu sync.Mutex
 	quiet   map[string]*quietEntry
 
-	mu        sync.Mutex
-	agentAddr net.Addr
-	apiAddr   net.Addr
-	ready     chan struct{}
+	mu          sync.Mutex
+	agentAddr   net.Addr
+	apiAddr     net.Addr
+	consoleAddr net.Addr
+	ready       chan struct{}
 }
 
 // New opens central's state, creating it at the first start.
@@ -171,7 +177,11 @@ func (s *Server) open() error {
 	s.delivery, err = holds.NewDeliverer(holds.DelivererConfig{
 		Store: s.holds, Sender: s.registry, RetryInterval: s.opts.HoldRetryInterval, Logger: s.opts.Logger,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	s.ops = &opsService{s: s}
+	return s.setupConsole()
 }
 
 // Holds gives access to the hold registry.
@@ -275,8 +285,10 @@ func (s *Server) Run(ctx context.Context) error {
 		// Find dead agent connections (a district's uplink cut) within a
 		// minute, so that agents list tells the truth.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 15 * time.Second}),
-		// Reports and heartbeats are small; enrolment carries one CSR.
-		grpc.MaxRecvMsgSize(64<<10),
+		// Reports, heartbeats and enrolment are small (the link checks
+		// each report's size); a relayed keyframe of a 4K camera or a
+		// fetched chunk is not.
+		grpc.MaxRecvMsgSize(8<<20),
 	)
 	agentv1.RegisterEnrollmentServer(agentSrv, enroll.NewService(s.ca, s.tokens, s.cfg.AgentCertValidity.Std(), s.opts.Logger))
 	agentv1.RegisterLinkServer(agentSrv, s.registry)
@@ -290,14 +302,20 @@ func (s *Server) Run(ctx context.Context) error {
 		}),
 		grpc.MaxRecvMsgSize(64<<10),
 	)
-	opsv1.RegisterOpsServer(apiSrv, &opsService{s: s})
+	opsv1.RegisterOpsServer(apiSrv, s.ops)
 
+	errs := make(chan error, 3)
+	consoleSrv, err := s.startConsole(serverCert, errs)
+	if err != nil {
+		agentLis.Close()
+		apiLis.Close()
+		return err
+	}
 	go s.pruneFailedLogins(ctx)
 	s.delivery.Start()
-	errs := make(chan error, 2)
 	go func() { errs <- agentSrv.Serve(agentLis) }()
 	go func() { errs <- apiSrv.Serve(apiLis) }()
-	s.log.Info("central started", "agents", agentLis.Addr().String(), "api", apiLis.Addr().String(), "ca_fingerprint", s.ca.Fingerprint())
+	s.log.Info("central started", "agents", agentLis.Addr().String(), "api", apiLis.Addr().String(), "console", s.ConsoleURL(), "ca_fingerprint", s.ca.Fingerprint())
 	close(s.ready)
 	select {
 	case <-ctx.Done():
@@ -308,6 +326,15 @@ func (s *Server) Run(ctx context.Context) error {
 	// end by themselves: end them (waiting for their last batch to be
 	// applied), then let the servers finish.
 	s.delivery.Close()
+	if consoleSrv != nil {
+		// Live views end (each records its live.stop) before the relays
+		// they read from.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		consoleSrv.Shutdown(sctx)
+		cancel()
+		s.console.Close()
+		consoleSrv.Close()
+	}
 	s.registry.Close()
 	stopped := make(chan struct{})
 	go func() {

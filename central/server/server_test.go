@@ -46,7 +46,7 @@ type testCentral struct {
 func startCentral(t *testing.T) *testCentral {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := &config.Config{DataDir: filepath.Join(dir, "central"), AgentListen: "127.0.0.1:0", APIListen: "127.0.0.1:0"}
+	cfg := &config.Config{DataDir: filepath.Join(dir, "central"), AgentListen: "127.0.0.1:0", APIListen: "127.0.0.1:0", ConsoleListen: "127.0.0.1:0"}
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 func BenchmarkCatalogEvents(b *testing.B) {
 	const events = 20000
 	dir := b.TempDir()
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: "127.0.0.1:0", APIListen: "127.0.0.1:0"}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: "127.0.0.1:0", APIListen: "127.0.0.1:0", ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func BenchmarkCatalogEvents(b *testing.B) {
 // production cost included, and a session check per RPC (WhoAmI).
 func BenchmarkLoginRPC(b *testing.B) {
 	dir := b.TempDir()
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: "127.0.0.1:0", APIListen: "127.0.0.1:0"}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: "127.0.0.1:0", APIListen: "127.0.0.1:0", ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		b.Fatal(err)
 	}

@@ -107,6 +107,7 @@ earlier run left under --data.`,
 // so people and scripts can find the demo's parts and log in.
 type demoInfo struct {
 	Central       string              `json:"central"`
+	Console       string              `json:"console"`
 	CAFingerprint string              `json:"ca_fingerprint"`
 	Users         map[string]demoUser `json:"users"`
 	AgentConfig   string              `json:"agent_config"`
@@ -181,7 +182,7 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 		return err
 	}
 	defer central.stop()
-	info.Central, info.CAFingerprint = central.srv.APIAddr(), central.srv.Fingerprint()
+	info.Central, info.CAFingerprint, info.Console = central.srv.APIAddr(), central.srv.Fingerprint(), central.srv.ConsoleURL()
 	if info.Users, err = demoUsers(central.srv, previousDemoUsers(dataDir)); err != nil {
 		return err
 	}
@@ -219,6 +220,8 @@ func runDemo(cmd *cobra.Command, o demoOptions) error {
 	fmt.Fprintf(out, "Recording on motion (pre-roll %s, post-roll %s, retention %s).\n",
 		cfg.Cameras[0].PreRoll, cfg.Cameras[0].PostRoll, shortDuration(time.Duration(cfg.Retention)))
 	fmt.Fprintf(out, "Central: %s (CA fingerprint %s)\n", info.Central, info.CAFingerprint)
+	fmt.Fprintf(out, "Console: %s  (its certificate comes from central's own CA, %s: import it in the browser, or accept the warning)\n",
+		info.Console, filepath.Join(dataDir, "central", "pki", "ca.crt"))
 	fmt.Fprintf(out, "Users operator, officer, auditor and admin; their passwords are in %s.\n", filepath.Join(dataDir, "demo.json"))
 	fmt.Fprintf(out, "From another terminal (bin/vigil after make demo):\n")
 	fmt.Fprintf(out, "  vigil login --central %s --user operator --ca-fingerprint %s\n", info.Central, info.CAFingerprint)

@@ -37,6 +37,8 @@ func (d *demoCentral) stop() {
 const (
 	demoAgentPort = "7443"
 	demoAPIPort   = "7444"
+	// demoConsolePort is the console's: a bookmark survives restarts.
+	demoConsolePort = "8443"
 )
 
 func demoAddr(port string) string {
@@ -50,17 +52,17 @@ func demoAddr(port string) string {
 }
 
 func startDemoCentral(ctx context.Context, dataDir string, logger *slog.Logger) (*demoCentral, error) {
-	d, err := runDemoCentral(ctx, dataDir, demoAddr(demoAgentPort), demoAddr(demoAPIPort), logger)
+	d, err := runDemoCentral(ctx, dataDir, demoAddr(demoAgentPort), demoAddr(demoAPIPort), demoAddr(demoConsolePort), logger)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		// A fixed port was taken between demoAddr's check and the bind
 		// (another demo starting): any free port will do.
-		d, err = runDemoCentral(ctx, dataDir, "127.0.0.1:0", "127.0.0.1:0", logger)
+		d, err = runDemoCentral(ctx, dataDir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", logger)
 	}
 	return d, err
 }
 
-func runDemoCentral(ctx context.Context, dataDir, agentListen, apiListen string, logger *slog.Logger) (*demoCentral, error) {
-	cfg := &centralconfig.Config{DataDir: filepath.Join(dataDir, "central"), AgentListen: agentListen, APIListen: apiListen}
+func runDemoCentral(ctx context.Context, dataDir, agentListen, apiListen, consoleListen string, logger *slog.Logger) (*demoCentral, error) {
+	cfg := &centralconfig.Config{DataDir: filepath.Join(dataDir, "central"), AgentListen: agentListen, APIListen: apiListen, ConsoleListen: consoleListen}
 	if err := cfg.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}

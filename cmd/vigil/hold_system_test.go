@@ -95,7 +95,7 @@ func TestHoldSurvivesRetentionEndToEnd(t *testing.T) {
 	began := time.Now()
 	t.Setenv("VIGIL_HOME", t.TempDir())
 	dir := t.TempDir()
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t)}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t), ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}

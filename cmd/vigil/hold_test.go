@@ -128,7 +128,7 @@ func statusReport(camera string, retention time.Duration) *agentv1.Report {
 func TestOfficerCLI(t *testing.T) {
 	t.Setenv("VIGIL_HOME", t.TempDir())
 	dir := t.TempDir()
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t)}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t), ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}

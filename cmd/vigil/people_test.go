@@ -18,7 +18,7 @@ func TestPeopleCLI(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("VIGIL_HOME", home)
 	dir := t.TempDir()
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t)}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t), ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}

@@ -159,7 +159,7 @@ func keys(m map[string]bool) string {
 func TestCatalogSurvivesCentralOutage(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t)}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(dir, "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t), ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func (c *stepClock) Advance(d time.Duration) {
 func TestSecondFactorCLI(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("VIGIL_HOME", home)
-	ccfg := &centralconfig.Config{DataDir: filepath.Join(t.TempDir(), "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t)}
+	ccfg := &centralconfig.Config{DataDir: filepath.Join(t.TempDir(), "central"), AgentListen: freeAddr(t), APIListen: freeAddr(t), ConsoleListen: "127.0.0.1:0"}
 	if err := ccfg.CheckAndSetDefaults(); err != nil {
 		t.Fatal(err)
 	}
