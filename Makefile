@@ -74,6 +74,7 @@ fuzz: ## Run each fuzz target for 30 s
 	$(GO) test ./storage/fs/ -run '^$$' -fuzz FuzzValidateKey -fuzztime 30s
 	$(GO) test ./storage/index/ -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s
 	$(GO) test ./central/console/ -run '^$$' -fuzz FuzzParseRange -fuzztime 30s
+	$(GO) test ./proto/agent/v1/ -run '^$$' -fuzz FuzzSplitNALUs -fuzztime 30s
 
 .PHONY: proto
 proto: proto-tools ## Regenerate the Go code of proto/*.proto (pinned protoc plugins)

@@ -63,8 +63,10 @@ type Agent struct {
 	// then queued for central, linked or not.
 	reporting bool
 
-	// fetchSlots bounds the segment fetches served at once (streams.go).
+	// fetchSlots bounds the segment fetches served at once, and verified
+	// remembers the segments found intact a moment ago (streams.go).
 	fetchSlots chan struct{}
+	verified   verified
 
 	mu      sync.Mutex
 	started time.Time

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/vigil-cctv/vigil/agent/media"
@@ -22,13 +23,10 @@ const AlarmTampered = "tampered_segment"
 
 // Stream tuning.
 const (
-	// fetchChunk is the size of the pieces a fetched segment is sent in.
-	fetchChunk = 256 << 10
-	// maxFetches bounds the segments read and checked at once: each is
-	// held in memory while its SHA-256 is checked.
+	// maxFetches bounds the segments read at once from the store.
 	maxFetches = 4
-	// maxFetchBytes refuses to load an object larger than any segment
-	// should be (60 s of 4K video is far less).
+	// maxFetchBytes refuses an object larger than any segment should be
+	// (60 s of 4K video is far less).
 	maxFetchBytes = 1 << 30
 )
 
@@ -90,7 +88,8 @@ func (a *Agent) camera(id string) *camera {
 }
 
 // relay sends a camera's access units to central until central ends the
-// stream or the agent stops.
+// stream or the agent stops. Large frames go in parts, so that every
+// message stays within central's bound.
 func (a *Agent) relay(ctx context.Context, client agentv1.LinkClient, id string, sub *liveSub) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -111,6 +110,7 @@ func (a *Agent) relay(ctx context.Context, client agentv1.LinkClient, id string,
 		}
 	}()
 	var params *media.Params
+	var payload []byte
 	for {
 		var au *media.AccessUnit
 		select {
@@ -118,10 +118,7 @@ func (a *Agent) relay(ctx context.Context, client agentv1.LinkClient, id string,
 			return ctx.Err()
 		case au = <-sub.ch:
 		}
-		f := &agentv1.RelayFrame{
-			Pts: au.PTS, Dts: au.DTS, Keyframe: au.Keyframe, Nalus: au.NALUs,
-			ReceivedUs: au.Received.UnixMicro(),
-		}
+		f := &agentv1.RelayFrame{Pts: au.PTS, Dts: au.DTS, Keyframe: au.Keyframe, ReceivedUs: au.Received.UnixMicro()}
 		if au.Params != params && au.Params != nil {
 			params = au.Params
 			f.Params = &agentv1.StreamParams{
@@ -129,77 +126,206 @@ func (a *Agent) relay(ctx context.Context, client agentv1.LinkClient, id string,
 				Width: int32(params.Width), Height: int32(params.Height),
 			}
 		}
-		if err := stream.Send(f); err != nil {
-			return fmt.Errorf("relay: %w", err)
+		payload = agentv1.AppendNALUs(payload[:0], au.NALUs)
+		for {
+			n := min(len(payload), agentv1.RelayPartSize)
+			f.Payload, f.More = payload[:n], n < len(payload)
+			if err := stream.Send(f); err != nil {
+				return fmt.Errorf("relay: %w", err)
+			}
+			payload = payload[n:]
+			if len(payload) == 0 {
+				break
+			}
+			f = &agentv1.RelayFrame{}
 		}
 	}
+}
+
+// verified remembers, for a few minutes, that a segment's object matched
+// its SHA-256: a browser seeking in a recording asks for many ranges, and
+// the object need not be read whole for each.
+type verified struct {
+	mu   sync.Mutex
+	seen map[string]verdict // segment id → verdict
+}
+
+type verdict struct {
+	size     int64
+	modified time.Time
+	at       time.Time
+}
+
+// Verification tuning.
+const (
+	verifiedTTL = 5 * time.Minute
+	verifiedMax = 1024
+)
+
+func (v *verified) ok(id string, info storage.ObjectInfo, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, found := v.seen[id]
+	return found && e.size == info.Size && e.modified.Equal(info.Modified) && now.Sub(e.at) < verifiedTTL
+}
+
+func (v *verified) remember(id string, info storage.ObjectInfo, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.seen == nil {
+		v.seen = map[string]verdict{}
+	}
+	if len(v.seen) >= verifiedMax {
+		for k, e := range v.seen {
+			if now.Sub(e.at) >= verifiedTTL || len(v.seen) >= verifiedMax {
+				delete(v.seen, k)
+			}
+		}
+	}
+	v.seen[id] = verdict{size: info.Size, modified: info.Modified, at: now}
 }
 
 // fetch checks a segment's object against the SHA-256 of the index and
 // sends the asked range. A mismatch is never served: it is reported as
 // tampering, in the district log (linked into central's audit log) and as
-// an alarm.
+// an alarm. The object is read as a stream, never whole into memory.
 func (a *Agent) fetch(ctx context.Context, client agentv1.LinkClient, req *agentv1.FetchSegment, seg storage.Segment) error {
-	a.fetchSlots <- struct{}{}
-	defer func() { <-a.fetchSlots }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := client.Fetch(ctx)
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	defer stream.CloseAndRecv() //nolint:errcheck // central's answer carries nothing
-	head := &agentv1.FetchChunk{FetchId: req.GetFetchId(), Sha256: seg.SHA256}
-	data, err := a.readSegment(ctx, seg)
-	if err != nil {
+	// Central waits for the stream, not for the work: name it at once.
+	if err := stream.Send(&agentv1.FetchChunk{FetchId: req.GetFetchId()}); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	ended := make(chan struct{})
+	go func() {
+		// Central ends the fetch (the viewer went away, or it has read
+		// everything) by ending the call.
+		defer close(ended)
+		for {
+			if _, err := stream.Recv(); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	select {
+	case a.fetchSlots <- struct{}{}:
+		defer func() { <-a.fetchSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	head := &agentv1.FetchChunk{Sha256: seg.SHA256}
+	fail := func(err error) error {
 		head.Error = clipText(err.Error())
 		return errors.Join(err, stream.Send(head))
 	}
-	sum := sha256.Sum256(data)
-	if got := hex.EncodeToString(sum[:]); got != seg.SHA256 {
+	store, err := a.store.get(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	info, err := a.verify(ctx, store, seg)
+	if errors.Is(err, errTampered) {
 		head.Tampered = true
-		head.Error = "the stored object does not match the SHA-256 recorded when it was stored; not served"
-		a.reportTampered(ctx, seg, got)
-		return errors.Join(errors.New(head.Error), stream.Send(head))
+		return fail(err)
 	}
-	head.TotalBytes = int64(len(data))
-	from := min(req.GetOffset(), int64(len(data)))
-	to := int64(len(data))
-	if req.GetLength() > 0 {
-		to = min(to, from+req.GetLength())
+	if err != nil {
+		return fail(err)
 	}
-	part := data[from:to]
-	first := min(len(part), fetchChunk)
-	head.Data = part[:first]
+	head.TotalBytes = info.Size
+	offset := min(req.GetOffset(), info.Size)
+	length := info.Size - offset
+	if l := req.GetLength(); l > 0 && l < length {
+		length = l
+	}
+	rc, _, err := store.Get(ctx, seg.Key)
+	if err != nil {
+		return fail(fmt.Errorf("fetch %s: %w", seg.ID, err))
+	}
+	defer rc.Close()
+	if err := skip(rc, offset); err != nil {
+		return fail(fmt.Errorf("fetch %s: %w", seg.ID, err))
+	}
 	if err := stream.Send(head); err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	for part = part[first:]; len(part) > 0; {
-		n := min(len(part), fetchChunk)
-		if err := stream.Send(&agentv1.FetchChunk{Data: part[:n]}); err != nil {
-			return fmt.Errorf("fetch: %w", err)
+	buf := make([]byte, agentv1.FetchChunkSize)
+	for length > 0 {
+		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), length)])
+		if n > 0 {
+			if serr := stream.Send(&agentv1.FetchChunk{Data: buf[:n]}); serr != nil {
+				return fmt.Errorf("fetch: %w", serr)
+			}
+			length -= int64(n)
 		}
-		part = part[n:]
+		if err != nil {
+			// The object changed under us (it was verified a moment ago).
+			return fmt.Errorf("fetch %s: %w", seg.ID, err)
+		}
+	}
+	// Cancelling now could drop the last chunks on the way: say it is
+	// all, and let central end the call once it has read them.
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(fetchLinger):
 	}
 	return nil
 }
 
-func (a *Agent) readSegment(ctx context.Context, seg storage.Segment) ([]byte, error) {
-	store, err := a.store.get(ctx)
+// fetchLinger bounds the wait for central to read the end of a fetch.
+const fetchLinger = 30 * time.Second
+
+// errTampered marks an object whose bytes do not match the index.
+var errTampered = errors.New("the stored object does not match the SHA-256 recorded when it was stored; not served")
+
+// verify reads the whole object through SHA-256 (unless it was verified a
+// moment ago, unchanged) and compares with the index.
+func (a *Agent) verify(ctx context.Context, store storage.ObjectStore, seg storage.Segment) (storage.ObjectInfo, error) {
+	info, err := store.Stat(ctx, seg.Key)
 	if err != nil {
-		return nil, err
+		return info, fmt.Errorf("fetch %s: %w", seg.ID, err)
 	}
-	rc, _, err := store.Get(ctx, seg.Key)
+	if a.verified.ok(seg.ID, info, time.Now()) {
+		return info, nil
+	}
+	rc, info, err := store.Get(ctx, seg.Key)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", seg.ID, err)
+		return info, fmt.Errorf("fetch %s: %w", seg.ID, err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxFetchBytes+1))
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(rc, maxFetchBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", seg.ID, err)
+		return info, fmt.Errorf("fetch %s: %w", seg.ID, err)
 	}
-	if len(data) > maxFetchBytes {
-		return nil, fmt.Errorf("fetch %s: object larger than %d bytes", seg.ID, maxFetchBytes)
+	if n > maxFetchBytes {
+		return info, fmt.Errorf("fetch %s: object larger than %d bytes", seg.ID, int64(maxFetchBytes))
 	}
-	return data, nil
+	if got := hex.EncodeToString(h.Sum(nil)); got != seg.SHA256 || n != info.Size {
+		a.reportTampered(ctx, seg, got)
+		return info, errTampered
+	}
+	a.verified.remember(seg.ID, info, time.Now())
+	return info, nil
+}
+
+// skip moves r forward n bytes, seeking when it can.
+func skip(r io.Reader, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if s, ok := r.(io.Seeker); ok {
+		_, err := s.Seek(n, io.SeekStart)
+		return err
+	}
+	_, err := io.CopyN(io.Discard, r, n)
+	return err
 }
 
 func (a *Agent) reportTampered(ctx context.Context, seg storage.Segment, got string) {

@@ -20,7 +20,9 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +54,11 @@ type Config struct {
 	Holds    *holds.Store
 	Hub      *relay.Hub
 	Invoke   InvokeFunc
+	// AgentsStatus answers ListAgents for a user without an audit record:
+	// the page's periodic refresh of agent health (no footage) must not
+	// fill the append-only log. What the user reads first, and every
+	// refresh they ask for, goes through Invoke and is recorded.
+	AgentsStatus func(ctx context.Context, u users.User) (proto.Message, error)
 	// IdleTimeout ends a session unused for this long (default 15m). An
 	// open live view counts as use: a wall is watched, not clicked.
 	IdleTimeout time.Duration
@@ -65,21 +72,22 @@ type Console struct {
 	log     *slog.Logger
 	csrfKey []byte
 
-	// closing ends the live views (hijacked connections, which the HTTP
-	// server's shutdown does not wait for); views counts them.
-	closing context.Context
-	close   context.CancelFunc
-	views   sync.WaitGroup
+	// views counts the live views (hijacked connections, which the HTTP
+	// server's shutdown does not wait for).
+	views sync.WaitGroup
 
-	mu       sync.Mutex
-	lastSeen map[string]time.Time // session token → last use
-	tickets  map[string]ticket    // playback tickets
+	mu        sync.Mutex
+	stopping  bool
+	liveViews map[*liveView]context.CancelCauseFunc
+	lastSeen  map[string]time.Time // session token → last use
+	pruned    time.Time            // when lastSeen was last pruned
+	tickets   map[string]ticket    // playback tickets
 }
 
 // New checks the configuration and makes the console.
 func New(cfg Config) (*Console, error) {
-	if cfg.Users == nil || cfg.Audit == nil || cfg.Catalog == nil || cfg.Registry == nil || cfg.Holds == nil || cfg.Hub == nil || cfg.Invoke == nil {
-		return nil, errors.New("console: Users, Audit, Catalog, Registry, Holds, Hub and Invoke are required")
+	if cfg.Users == nil || cfg.Audit == nil || cfg.Catalog == nil || cfg.Registry == nil || cfg.Holds == nil || cfg.Hub == nil || cfg.Invoke == nil || cfg.AgentsStatus == nil {
+		return nil, errors.New("console: Users, Audit, Catalog, Registry, Holds, Hub, Invoke and AgentsStatus are required")
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 15 * time.Minute
@@ -94,18 +102,20 @@ func New(cfg Config) (*Console, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	closing, cancel := context.WithCancel(context.Background())
 	return &Console{
 		cfg: cfg, log: cfg.Logger.With("component", "console"), csrfKey: key,
-		closing: closing, close: cancel,
-		lastSeen: map[string]time.Time{}, tickets: map[string]ticket{},
+		liveViews: map[*liveView]context.CancelCauseFunc{},
+		lastSeen:  map[string]time.Time{}, tickets: map[string]ticket{},
 	}, nil
 }
 
 // Close ends every live view, each recording its live.stop, and waits for
 // them.
 func (c *Console) Close() {
-	c.close()
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
+	c.endViews(func(*liveView) bool { return true }, errCentralStopping)
 	c.views.Wait()
 }
 
@@ -123,7 +133,8 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /api/session", c.handleSession)
 	mux.HandleFunc("GET /api/cameras", c.handleCameras)
 	mux.HandleFunc("GET /api/live", c.handleLive)
-	mux.HandleFunc("GET /api/recordings", c.handleRecordings)
+	mux.HandleFunc("POST /api/recordings", c.handleRecordings)
+	mux.HandleFunc("GET /api/agents", c.handleAgents)
 	mux.HandleFunc("POST /api/recordings/open", c.handleOpen)
 	mux.HandleFunc("GET /api/play/{ticket}", c.handlePlay)
 	mux.HandleFunc("POST /api/ops/{method}", c.handleOps)
@@ -150,6 +161,10 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		if strings.HasPrefix(r.URL.Path, "/api/") {
 			h.Set("Cache-Control", "no-store")
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && crossSite(r) {
+				writeError(w, http.StatusForbidden, "cross-site request refused")
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -158,8 +173,13 @@ func securityHeaders(next http.Handler) http.Handler {
 // maxBody bounds a JSON request body.
 const maxBody = 64 << 10
 
-// readJSON decodes a request body strictly.
+// readJSON decodes a request body strictly. It must say it is JSON: a
+// form another site posts (text/plain, which needs no preflight) is not.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if !isJSON(r) {
+		writeError(w, http.StatusUnsupportedMediaType, "the request must be application/json")
+		return false
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -167,6 +187,25 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
+}
+
+// crossSite reports a request a browser says comes from another site: no
+// state-changing request of the page is ever one (defence beside the
+// SameSite cookie and the CSRF token; the login has no token yet).
+func crossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return true
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		return err != nil || u.Host != r.Host
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -83,12 +83,6 @@ func (c *Console) handleLive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no camera "+district+"/"+camera)
 		return
 	}
-	if c.closing.Err() != nil {
-		writeError(w, http.StatusServiceUnavailable, "central is stopping")
-		return
-	}
-	c.views.Add(1)
-	defer c.views.Done()
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return // Accept answered the client
@@ -96,7 +90,45 @@ func (c *Console) handleLive(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(4096)
 	key := relay.Key{District: district, Camera: camera, Sub: quality != "main"}
 	v := &liveView{c: c, conn: conn, s: s, target: target, quality: key, client: r.RemoteAddr}
-	v.serve(r.Context())
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	if !c.addView(v, cancel) {
+		conn.Close(websocket.StatusGoingAway, "central is stopping")
+		return
+	}
+	defer c.removeView(v)
+	v.serve(ctx)
+}
+
+// addView registers a live view so that logging out, disabling its user or
+// stopping central ends it at once; false when central is stopping.
+func (c *Console) addView(v *liveView, cancel context.CancelCauseFunc) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return false
+	}
+	c.views.Add(1)
+	c.liveViews[v] = cancel
+	return true
+}
+
+func (c *Console) removeView(v *liveView) {
+	c.mu.Lock()
+	delete(c.liveViews, v)
+	c.mu.Unlock()
+	c.views.Done()
+}
+
+// endViews ends the live views that match, with the cause given.
+func (c *Console) endViews(match func(*liveView) bool, cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for v, cancel := range c.liveViews {
+		if match(v) {
+			cancel(cause)
+		}
+	}
 }
 
 // liveView is one browser's view of one camera.
@@ -113,18 +145,28 @@ type liveView struct {
 }
 
 func (v *liveView) serve(ctx context.Context) {
-	// The page sends nothing: reading only notices the close.
-	ctx = v.conn.CloseRead(ctx)
+	// The page sends nothing: reading only notices the close. Its context
+	// is not ctx: cancelling a read closes the connection at once, and a
+	// view ended for a reason is closed with that reason.
+	closed := v.conn.CloseRead(context.Background())
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Sessions ended elsewhere (from the CLI, by expiry) are noticed by
+	// polling; this console ends its own views at once (endViews).
 	go v.c.watchSession(ctx, v.s.token, sessionCheck, func(err error) { cancel(errSessionEnded{err}) })
-	stopOnClose := context.AfterFunc(v.c.closing, func() { cancel(errCentralStopping) })
-	defer stopOnClose()
 
 	viewer := v.c.cfg.Hub.Join(v.quality, v.s.user.Name)
 	defer viewer.Leave()
 	for {
 		select {
+		case <-closed.Done():
+			v.stop("the viewer closed the view")
+			v.conn.CloseNow()
+			return
+		case <-viewer.Dropped:
+			v.stop("ended: the browser fell too far behind")
+			v.conn.Close(websocket.StatusTryAgainLater, "too far behind: reconnect")
+			return
 		case <-ctx.Done():
 			var ended errSessionEnded
 			if errors.As(context.Cause(ctx), &ended) {
@@ -167,7 +209,9 @@ var errAuditDown = errors.New("audit log unavailable: live view refused")
 func (v *liveView) deliver(ctx context.Context, m relay.Message) error {
 	switch m.Kind {
 	case relay.KindStatus:
-		if m.State != relay.StateLive {
+		// Lost, the view ends on record; stalled (the camera shows
+		// nothing for now), it stays open.
+		if m.State == relay.StateReconnecting {
 			v.stop("aborted: " + m.Text)
 		}
 		return v.writeJSON(ctx, map[string]string{"type": "status", "state": m.State, "message": m.Text})

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,19 +58,31 @@ type recordingInfo struct {
 
 // handleRecordings lists a camera's segments over a span, through the Ops
 // service (authorised and recorded as recording.list).
+type recordingsRequest struct {
+	Camera string `json:"camera"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+}
+
+// handleRecordings lists a camera's segments over a span, through the Ops
+// service (authorised and recorded as recording.list). It is a POST with
+// the CSRF token: it writes an audit record in the user's name.
 func (c *Console) handleRecordings(w http.ResponseWriter, r *http.Request) {
-	s, ok := c.session(w, r)
+	s, ok := c.changing(w, r)
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	district, camera, ok := splitCamera(q.Get("camera"))
+	var req recordingsRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	district, camera, ok := splitCamera(req.Camera)
 	if !ok {
 		writeError(w, http.StatusBadRequest, "camera must be DISTRICT/CAMERA")
 		return
 	}
-	from, err1 := time.Parse(time.RFC3339, q.Get("from"))
-	to, err2 := time.Parse(time.RFC3339, q.Get("to"))
+	from, err1 := time.Parse(time.RFC3339, req.From)
+	to, err2 := time.Parse(time.RFC3339, req.To)
 	if err1 != nil || err2 != nil || !from.Before(to) {
 		writeError(w, http.StatusBadRequest, "from and to must be RFC 3339 times, from before to")
 		return
@@ -160,6 +173,11 @@ func (c *Console) handleOpen(w http.ResponseWriter, r *http.Request) {
 	expires := c.cfg.Now().Add(ticketTTL)
 	c.mu.Lock()
 	c.dropExpiredTickets()
+	if c.ticketsOf(s.token) >= maxTicketsPerSession {
+		c.mu.Unlock()
+		writeError(w, http.StatusTooManyRequests, "too many recordings open in this session: wait, or log in again")
+		return
+	}
 	c.tickets[id] = ticket{token: s.token, district: district, camera: camera, segment: req.ID, bytes: seg.GetBytes(), expires: expires}
 	c.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{"url": "/api/play/" + id, "expires": expires.UTC().Format(time.RFC3339)})
@@ -191,6 +209,19 @@ func (c *Console) justify(district, camera string, start, end time.Time, reason,
 }
 
 func strconvQuote(s string) string { return strconv.Quote(audit.Clip(s, 64)) }
+
+// maxTicketsPerSession bounds the recordings open at once in one session.
+const maxTicketsPerSession = 200
+
+func (c *Console) ticketsOf(token string) int {
+	n := 0
+	for _, t := range c.tickets {
+		if t.token == token {
+			n++
+		}
+	}
+	return n
+}
 
 func (c *Console) dropExpiredTickets() {
 	now := c.cfg.Now()
@@ -246,13 +277,21 @@ func (c *Console) handlePlay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer fs.Close()
-	if err := fs.FetchError(); err != nil {
+	// The browser going away ends the district's stream too.
+	stop := context.AfterFunc(r.Context(), fs.Close)
+	defer stop()
+	total, _, err := fs.Head()
+	if err != nil {
 		if errors.Is(err, registry.ErrTampered) {
 			c.reportTampered(r, s, t, err)
 			writeError(w, http.StatusBadGateway, "this recording does not match the fingerprint taken when it was stored: it is not shown, and the district reported it as tampering")
 			return
 		}
 		writeError(w, http.StatusBadGateway, "the district could not send the recording: "+err.Error())
+		return
+	}
+	if total != t.bytes {
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("the district's recording has %d bytes where the catalog says %d", total, t.bytes))
 		return
 	}
 	h := w.Header()
@@ -266,9 +305,25 @@ func (c *Console) handlePlay(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if _, err := io.Copy(w, fs); err != nil && r.Context().Err() == nil {
+	// A player that stops reading (paused) must not hold the district's
+	// stream forever: each write has a deadline.
+	out := &deadlineWriter{w: w, rc: http.NewResponseController(w)}
+	if _, err := io.CopyN(out, fs, length); err != nil && r.Context().Err() == nil {
 		c.log.Warn("recording stream interrupted", "segment", t.segment, "error", err)
 	}
+}
+
+// playWriteTimeout is how long a player may leave a write unread.
+const playWriteTimeout = 30 * time.Second
+
+type deadlineWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(playWriteTimeout))
+	return d.w.Write(p)
 }
 
 // reportTampered records, in central's log, that the user asked for a
@@ -288,6 +343,9 @@ func (c *Console) reportTampered(r *http.Request, s session, t ticket, err error
 func parseRange(h string, size int64) (offset, length int64, partial bool, err error) {
 	if h == "" {
 		return 0, size, false, nil
+	}
+	if size <= 0 {
+		return 0, 0, false, errors.New("the recording is empty")
 	}
 	spec, ok := strings.CutPrefix(h, "bytes=")
 	if !ok || strings.Contains(spec, ",") {

@@ -15,7 +15,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/vigil-cctv/vigil/central/audit"
+	"github.com/vigil-cctv/vigil/central/authz"
 	"github.com/vigil-cctv/vigil/central/users"
+	"github.com/vigil-cctv/vigil/proto/actions"
 	opsv1 "github.com/vigil-cctv/vigil/proto/ops/v1"
 )
 
@@ -50,8 +53,12 @@ func (c *Console) authenticate(r *http.Request) (session, error) {
 	if err != nil || ck.Value == "" {
 		return session{}, errNoSession
 	}
-	return c.authenticateToken(ck.Value, true)
+	// A refresh the page makes by itself is not use of the session.
+	return c.authenticateToken(ck.Value, r.Header.Get(backgroundHeader) == "")
 }
+
+// backgroundHeader marks the page's own periodic requests.
+const backgroundHeader = "X-Vigil-Background"
 
 // authenticateToken checks a session token; touch counts the request as
 // use of the session.
@@ -70,6 +77,7 @@ func (c *Console) authenticateToken(token string, touch bool) (session, error) {
 		return session{}, errors.New("session expired or ended: log in again")
 	}
 	if touch || !seen {
+		c.pruneIdle(now)
 		// A session central knows but this process has not seen (central
 		// restarted) starts its idle clock now.
 		c.mu.Lock()
@@ -79,13 +87,39 @@ func (c *Console) authenticateToken(token string, touch bool) (session, error) {
 	return session{user: u, token: token}, nil
 }
 
+// endSession ends a session left idle, on record.
 func (c *Console) endSession(token string) {
+	if u, _, err := c.cfg.Users.Authenticate(token); err == nil {
+		rec := c.record(session{user: u, token: token}, actions.Logout, audit.Target{User: u.Name}, "")
+		rec.Detail = "session ended after " + c.cfg.IdleTimeout.String() + " without use"
+		if _, err := c.cfg.Audit.Append(context.Background(), rec); err != nil {
+			c.log.Error("audit log: end of an idle session not recorded", "user", u.Name, "error", err)
+		}
+	}
 	if err := c.cfg.Users.Logout(token); err != nil {
 		c.log.Error("end idle session", "error", err)
 	}
 	c.forget(token)
 }
 
+// pruneIdle forgets the sessions idle for longer than the timeout that
+// were never presented again (their next use would find them ended).
+func (c *Console) pruneIdle(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.pruned) < time.Minute {
+		return
+	}
+	c.pruned = now
+	for token, last := range c.lastSeen {
+		if now.Sub(last) > 2*c.cfg.IdleTimeout {
+			delete(c.lastSeen, token)
+		}
+	}
+}
+
+// forget drops what this console holds of a session that ended: its
+// playback tickets, and its live views, at once.
 func (c *Console) forget(token string) {
 	c.mu.Lock()
 	delete(c.lastSeen, token)
@@ -95,6 +129,7 @@ func (c *Console) forget(token string) {
 		}
 	}
 	c.mu.Unlock()
+	c.endViews(func(v *liveView) bool { return v.s.token == token }, errSessionEnded{errors.New("logged out")})
 }
 
 // sessionInfo is what the page learns of its session.
@@ -242,6 +277,11 @@ func (c *Console) handleOps(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, err)
 		return
 	}
+	if method == "DisableUser" || method == "SetPassword" {
+		// Both end the target's sessions: end their live views now
+		// rather than at the next check.
+		c.recheckViews()
+	}
 	out, err := protoOut.Marshal(resp)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
@@ -315,4 +355,44 @@ func loginMessage(req loginRequest) *opsv1.LoginRequest {
 // secondFactorRequired tells a login refused for want of the TOTP code.
 func secondFactorRequired(msg string) bool {
 	return strings.HasPrefix(msg, "second factor required")
+}
+
+// recheckViews ends the live views whose session no longer stands.
+func (c *Console) recheckViews() {
+	c.mu.Lock()
+	views := make([]*liveView, 0, len(c.liveViews))
+	for v := range c.liveViews {
+		views = append(views, v)
+	}
+	c.mu.Unlock()
+	for _, v := range views {
+		if _, _, err := c.cfg.Users.Authenticate(v.s.token); err != nil {
+			c.endViews(func(x *liveView) bool { return x == v }, errSessionEnded{errors.New("the user's sessions were ended")})
+		}
+	}
+}
+
+// handleAgents is the page's periodic refresh of agent health: authorised
+// like ListAgents, not recorded (see Config.AgentsStatus).
+func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request) {
+	s, ok := c.session(w, r)
+	if !ok {
+		return
+	}
+	if err := authz.Authorize(s.user, opsv1.Ops_ListAgents_FullMethodName); err != nil {
+		writeError(w, http.StatusForbidden, "your role may not see the agents")
+		return
+	}
+	resp, err := c.cfg.AgentsStatus(r.Context(), s.user)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	out, err := protoOut.Marshal(resp)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
 }

@@ -24,10 +24,14 @@ const StreamTimeout = 10 * time.Second
 var ErrTampered = errors.New("segment does not match its recorded SHA-256")
 
 // streamWaiter is a Relay or Fetch stream central asked for and waits on.
+// The stream is handed over unbuffered: either the asker takes it, or it
+// has gone (closed gone) and the agent's stream is ended at once, never
+// left open with nobody reading.
 type streamWaiter struct {
 	district string
 	relay    chan *RelayStream
 	fetch    chan *FetchStream
+	gone     chan struct{}
 }
 
 // streams are the rendezvous of central's requests with the streams the
@@ -62,33 +66,64 @@ func (s *streams) take(id, district string) (*streamWaiter, error) {
 	return w, nil
 }
 
-func (s *streams) forget(id string) {
+// giveUp forgets id and tells a stream arriving now that nobody waits.
+func (s *streams) giveUp(id string, w *streamWaiter) {
 	s.mu.Lock()
 	delete(s.waiting, id)
 	s.mu.Unlock()
+	close(w.gone)
+}
+
+// errGivenUp ends a stream whose asker stopped waiting.
+var errGivenUp = status.Error(codes.Canceled, "central no longer waits for this stream")
+
+// ask sends a command that makes the agent open a stream, and returns the
+// acknowledgement; the caller then waits on w.
+func (r *Registry) ask(ctx context.Context, district string, cmd *agentv1.Command) error {
+	ack, err := r.Command(ctx, district, cmd)
+	if err != nil {
+		return err
+	}
+	if !ack.GetOk() {
+		return fmt.Errorf("agent of %s: %s", district, ack.GetError())
+	}
+	return nil
 }
 
 // RelayStream is one live relay from an agent: the frames of one camera.
 type RelayStream struct {
-	first  *agentv1.RelayFrame
 	stream agentv1.Link_RelayServer
 	once   sync.Once
 	done   chan struct{}
 }
 
-// Recv returns the next frame; the first one carries the stream's
-// parameters.
+// Recv returns the next access unit, its parts joined into Payload (More
+// is false).
 func (s *RelayStream) Recv() (*agentv1.RelayFrame, error) {
-	if f := s.first; f != nil {
-		s.first = nil
-		return f, nil
-	}
 	select {
 	case <-s.done:
 		return nil, io.EOF
 	default:
 	}
-	return s.stream.Recv()
+	var frame *agentv1.RelayFrame
+	for {
+		part, err := s.stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		if frame == nil {
+			frame = part
+		} else {
+			if len(frame.Payload)+len(part.GetPayload()) > agentv1.MaxRelayFrame {
+				return nil, fmt.Errorf("relay: a frame larger than %d bytes", agentv1.MaxRelayFrame)
+			}
+			frame.Payload = append(frame.Payload, part.GetPayload()...)
+		}
+		if !part.GetMore() {
+			frame.More = false
+			return frame, nil
+		}
+	}
 }
 
 // Close ends the relay: the agent stops sending.
@@ -99,17 +134,13 @@ func (s *RelayStream) Close() { s.once.Do(func() { close(s.done) }) }
 // stream. The caller must Close it.
 func (r *Registry) OpenRelay(ctx context.Context, district, camera string, sub bool) (*RelayStream, error) {
 	id := storage.NewSegmentID()
-	w := &streamWaiter{district: district, relay: make(chan *RelayStream, 1)}
+	w := &streamWaiter{district: district, relay: make(chan *RelayStream), gone: make(chan struct{})}
 	r.streams.expect(id, w)
-	defer r.streams.forget(id)
-	ack, err := r.Command(ctx, district, &agentv1.Command{Body: &agentv1.Command_LiveStart{LiveStart: &agentv1.LiveStart{
+	defer r.streams.giveUp(id, w)
+	if err := r.ask(ctx, district, &agentv1.Command{Body: &agentv1.Command_LiveStart{LiveStart: &agentv1.LiveStart{
 		RelayId: id, Camera: camera, Sub: sub,
-	}}})
-	if err != nil {
+	}}}); err != nil {
 		return nil, err
-	}
-	if !ack.GetOk() {
-		return nil, fmt.Errorf("agent of %s refused the live view: %s", district, ack.GetError())
 	}
 	select {
 	case s := <-w.relay:
@@ -135,8 +166,12 @@ func (r *Registry) Relay(stream agentv1.Link_RelayServer) error {
 	if err != nil {
 		return err
 	}
-	s := &RelayStream{first: first, stream: stream, done: make(chan struct{})}
-	w.relay <- s // buffered: OpenRelay may have given up already
+	s := &RelayStream{stream: stream, done: make(chan struct{})}
+	select {
+	case w.relay <- s:
+	case <-w.gone:
+		return errGivenUp
+	}
 	select {
 	case <-s.done:
 	case <-stream.Context().Done():
@@ -147,19 +182,49 @@ func (r *Registry) Relay(stream agentv1.Link_RelayServer) error {
 
 // FetchStream is one segment (or a range of it) coming from an agent.
 type FetchStream struct {
-	// Total and SHA256 describe the whole object.
-	Total  int64
-	SHA256 string
-
 	stream agentv1.Link_FetchServer
 	buf    []byte
 	err    error
 	once   sync.Once
 	done   chan struct{}
+
+	headOnce sync.Once
+	head     *agentv1.FetchChunk
+	headErr  error
 }
 
-// Read implements io.Reader over the fetched bytes.
+// Head waits for the agent's verdict on the object: its size and SHA-256,
+// or why it is not sent (ErrTampered among the reasons). Close the stream
+// to stop waiting.
+func (s *FetchStream) Head() (total int64, sha string, err error) {
+	s.headOnce.Do(func() {
+		h, err := s.stream.Recv()
+		switch {
+		case err != nil:
+			s.headErr = fmt.Errorf("the district's stream ended: %w", err)
+		case h.GetTampered():
+			s.headErr = fmt.Errorf("%w: %s", ErrTampered, h.GetError())
+		case h.GetError() != "":
+			s.headErr = errors.New(h.GetError())
+		default:
+			s.head = h
+			s.buf = h.GetData()
+		}
+		if s.headErr != nil {
+			s.err = s.headErr
+		}
+	})
+	if s.headErr != nil {
+		return 0, "", s.headErr
+	}
+	return s.head.GetTotalBytes(), s.head.GetSha256(), nil
+}
+
+// Read implements io.Reader over the fetched bytes, after Head.
 func (s *FetchStream) Read(p []byte) (int, error) {
+	if _, _, err := s.Head(); err != nil {
+		return 0, err
+	}
 	for len(s.buf) == 0 {
 		if s.err != nil {
 			return 0, s.err
@@ -180,32 +245,27 @@ func (s *FetchStream) Read(p []byte) (int, error) {
 func (s *FetchStream) Close() { s.once.Do(func() { close(s.done) }) }
 
 // OpenFetch asks a district's agent for the bytes [offset, offset+length)
-// of a segment (length 0: to the end) and waits for the stream. The agent
-// checks the whole object against its index first: a mismatch is
-// ErrTampered. The caller must Close the stream.
+// of a segment (length 0: to the end) and waits for the stream, whose Head
+// then says whether the agent found the object intact. The caller must
+// Close the stream.
 func (r *Registry) OpenFetch(ctx context.Context, district, segment string, offset, length int64) (*FetchStream, error) {
 	id := storage.NewSegmentID()
-	w := &streamWaiter{district: district, fetch: make(chan *FetchStream, 1)}
+	w := &streamWaiter{district: district, fetch: make(chan *FetchStream), gone: make(chan struct{})}
 	r.streams.expect(id, w)
-	defer r.streams.forget(id)
-	ack, err := r.Command(ctx, district, &agentv1.Command{Body: &agentv1.Command_FetchSegment{FetchSegment: &agentv1.FetchSegment{
+	defer r.streams.giveUp(id, w)
+	if err := r.ask(ctx, district, &agentv1.Command{Body: &agentv1.Command_FetchSegment{FetchSegment: &agentv1.FetchSegment{
 		FetchId: id, SegmentId: segment, Offset: offset, Length: length,
-	}}})
-	if err != nil {
+	}}}); err != nil {
 		return nil, err
 	}
-	if !ack.GetOk() {
-		return nil, fmt.Errorf("agent of %s: %s", district, ack.GetError())
-	}
-	var s *FetchStream
 	select {
-	case s = <-w.fetch:
+	case s := <-w.fetch:
+		return s, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(StreamTimeout):
 		return nil, fmt.Errorf("agent of %s accepted the fetch but opened no stream", district)
 	}
-	return s, nil
 }
 
 // Fetch serves the stream an agent opens for OpenFetch.
@@ -222,28 +282,16 @@ func (r *Registry) Fetch(stream agentv1.Link_FetchServer) error {
 	if err != nil {
 		return err
 	}
-	s := &FetchStream{Total: first.GetTotalBytes(), SHA256: first.GetSha256(), stream: stream, buf: first.GetData(), done: make(chan struct{})}
-	switch {
-	case first.GetTampered():
-		s.err = fmt.Errorf("%w: %s", ErrTampered, first.GetError())
-	case first.GetError() != "":
-		s.err = errors.New(first.GetError())
+	s := &FetchStream{stream: stream, done: make(chan struct{})}
+	select {
+	case w.fetch <- s:
+	case <-w.gone:
+		return errGivenUp
 	}
-	w.fetch <- s
 	select {
 	case <-s.done:
-		return stream.SendAndClose(&agentv1.FetchDone{})
 	case <-stream.Context().Done():
 	case <-r.closing:
-	}
-	return nil
-}
-
-// FetchError returns the error the agent gave instead of the segment, if
-// any (ErrTampered among them), before anything is read.
-func (s *FetchStream) FetchError() error {
-	if len(s.buf) == 0 && s.err != nil && !errors.Is(s.err, io.EOF) {
-		return s.err
 	}
 	return nil
 }

@@ -60,8 +60,12 @@ func (m *muxer) frame(f *agentv1.RelayFrame) ([]Message, error) {
 		}
 		out = append(out, msgs...)
 	}
-	if len(f.GetNalus()) == 0 {
+	if len(f.GetPayload()) == 0 {
 		return out, nil
+	}
+	nalus, err := agentv1.SplitNALUs(f.GetPayload())
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	if m.params == nil {
 		return nil, errors.New("relay: a frame came before the stream's parameters")
@@ -90,11 +94,10 @@ func (m *muxer) frame(f *agentv1.RelayFrame) ([]Message, error) {
 	}
 	m.lastDur, m.lastDTS = dur, f.GetDts()
 	s := &fmp4.Sample{Duration: uint32(dur), IsNonSyncSample: !f.GetKeyframe()}
-	var err error
 	if m.params.GetCodec() == "h265" {
-		err = s.FillH265(int32(f.GetPts()-f.GetDts()), f.GetNalus())
+		err = s.FillH265(int32(f.GetPts()-f.GetDts()), nalus)
 	} else {
-		err = s.FillH264(int32(f.GetPts()-f.GetDts()), f.GetNalus())
+		err = s.FillH264(int32(f.GetPts()-f.GetDts()), nalus)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("relay: frame: %w", err)

@@ -30,6 +30,9 @@ const (
 	gopMax = 300
 	// openTimeout bounds one attempt to start the agent's relay.
 	openTimeout = 15 * time.Second
+	// stallAfter is how long a live relay may bring no frame before its
+	// viewers are told.
+	stallAfter = 5 * time.Second
 )
 
 // Source is one relay stream from an agent (registry.RelayStream).
@@ -74,6 +77,9 @@ const (
 	StateStarting     = "starting"
 	StateLive         = "live"
 	StateReconnecting = "reconnecting"
+	// StateStalled: the district's stream is open but brings no picture
+	// (the camera is down); the view stays open.
+	StateStalled = "stalled"
 )
 
 // Message is what a viewer receives, in order.
@@ -129,12 +135,15 @@ func New(cfg Config) (*Hub, error) {
 }
 
 // Viewer is one person's view of a relay. Messages arrive on C until
-// Leave; C is never closed.
+// Leave; C is never closed. Dropped is closed when the viewer fell so far
+// behind that what it has cannot be decoded any more: the view must end.
 type Viewer struct {
-	User string
-	C    <-chan Message
+	User    string
+	C       <-chan Message
+	Dropped <-chan struct{}
 
 	ch      chan Message
+	dropped chan struct{}
 	r       *relay
 	lagging bool // skipping fragments to the next keyframe
 	left    bool
@@ -143,15 +152,18 @@ type Viewer struct {
 // Join adds a viewer to the camera's relay, starting it if needed.
 func (h *Hub) Join(key Key, user string) *Viewer {
 	ch := make(chan Message, viewerQueue)
-	v := &Viewer{User: user, C: ch, ch: ch}
-	h.mu.Lock()
-	r := h.relays[key]
-	if r == nil {
-		r = h.startRelay(key)
-	}
-	r.add(v)
-	users := h.watchLocked(key.ID(), user, 1)
-	h.mu.Unlock()
+	dropped := make(chan struct{})
+	v := &Viewer{User: user, C: ch, ch: ch, Dropped: dropped, dropped: dropped}
+	users := func() []string {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		r := h.relays[key]
+		if r == nil {
+			r = h.startRelay(key)
+		}
+		r.add(v)
+		return h.watchLocked(key.ID(), user, 1)
+	}()
 	h.announce(key.ID(), users)
 	return v
 }
@@ -261,7 +273,9 @@ func (r *relay) add(v *Viewer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v.ch <- r.status
-	if r.codec != nil && r.status.State == StateLive {
+	// The stream now, when there is one (live, or stalled with the
+	// decoder state still good).
+	if r.codec != nil && r.init != nil {
 		v.ch <- *r.codec
 		v.ch <- *r.init
 		for _, m := range r.gop {
@@ -295,17 +309,30 @@ func (v *Viewer) send(m Message) {
 	select {
 	case v.ch <- m:
 	default:
-		// Only when a viewer reads nothing at all: it is not watching.
+		// Only when a viewer reads nothing at all. A status, codec or init
+		// it misses would leave it decoding garbage: drop it.
 		v.lagging = true
+		if m.Kind != KindFragment && m.Kind != KindViewers {
+			select {
+			case <-v.dropped:
+			default:
+				close(v.dropped)
+			}
+		}
 	}
 }
 
-func (r *relay) broadcast(m Message) {
+// broadcast sends messages to every viewer as one step: a viewer joining
+// meanwhile sees all of them or none (a codec without its init would break
+// its decoder).
+func (r *relay) broadcast(msgs ...Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.remember(m)
-	for v := range r.viewers {
-		v.send(m)
+	for _, m := range msgs {
+		r.remember(m)
+		for v := range r.viewers {
+			v.send(m)
+		}
 	}
 }
 
@@ -314,19 +341,23 @@ func (r *relay) remember(m Message) {
 	switch m.Kind {
 	case KindStatus:
 		r.status = m
-		if m.State != StateLive {
+		if m.State == StateReconnecting || m.State == StateStarting {
 			r.codec, r.init, r.gop = nil, nil, nil
 		}
 	case KindCodec:
-		r.codec, r.gop = &m, nil
+		r.codec, r.init, r.gop = &m, nil, nil
 	case KindInit:
 		r.init, r.gop = &m, nil
 	case KindFragment:
-		if m.Keyframe {
-			r.gop = r.gop[:0]
-		}
-		if len(r.gop) < gopMax {
+		switch {
+		case m.Keyframe:
+			r.gop = append(r.gop[:0], m)
+		case r.gop != nil && len(r.gop) < gopMax:
 			r.gop = append(r.gop, m)
+		default:
+			// Keyframes further apart than the cache: a new viewer waits
+			// for the next one rather than starting mid-GOP.
+			r.gop = nil
 		}
 	}
 }
@@ -366,12 +397,41 @@ func (r *relay) run(ctx context.Context) {
 	}
 }
 
-// pump relays one source until it fails or ctx ends.
+// pump relays one source until it fails or ctx ends. A source that sends
+// nothing for stallAfter (the camera is down) is said to be stalled until
+// frames come again.
 func (r *relay) pump(ctx context.Context, src Source) error {
 	stop := context.AfterFunc(ctx, src.Close)
 	defer stop()
-	var mux muxer
-	live := false
+	var (
+		mux     muxer
+		live    bool
+		mu      sync.Mutex
+		last    = time.Now()
+		stalled bool
+	)
+	watch := time.NewTicker(stallAfter / 4)
+	defer watch.Stop()
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() {
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-watch.C:
+				mu.Lock()
+				quiet := live && !stalled && time.Since(last) > stallAfter
+				if quiet {
+					stalled = true
+				}
+				mu.Unlock()
+				if quiet {
+					r.broadcast(Message{Kind: KindStatus, State: StateStalled, Text: fmt.Sprintf("no picture from the camera for %s", stallAfter)})
+				}
+			}
+		}
+	}()
 	for {
 		f, err := src.Recv()
 		if err != nil {
@@ -381,12 +441,19 @@ func (r *relay) pump(ctx context.Context, src Source) error {
 		if err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			if m.Kind == KindCodec && !live {
-				live = true
-				r.broadcast(Message{Kind: KindStatus, State: StateLive, Text: "live"})
-			}
-			r.broadcast(m)
+		if len(msgs) == 0 {
+			continue
 		}
+		mu.Lock()
+		last = time.Now()
+		resumed := stalled
+		stalled = false
+		first := !live
+		live = true
+		mu.Unlock()
+		if first || resumed {
+			msgs = append([]Message{{Kind: KindStatus, State: StateLive, Text: "live"}}, msgs...)
+		}
+		r.broadcast(msgs...)
 	}
 }

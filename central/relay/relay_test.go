@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -49,9 +50,9 @@ func (s *fakeSource) Recv() (*agentv1.RelayFrame, error) {
 func (s *fakeSource) Close() { s.once.Do(func() { close(s.closed) }) }
 
 func frame(n int, key bool) *agentv1.RelayFrame {
-	f := &agentv1.RelayFrame{Dts: int64(n) * 3600, Pts: int64(n) * 3600, Keyframe: key, Nalus: [][]byte{{0x65, byte(n)}}, ReceivedUs: int64(1000 + n)}
+	f := &agentv1.RelayFrame{Dts: int64(n) * 3600, Pts: int64(n) * 3600, Keyframe: key, Payload: agentv1.AppendNALUs(nil, [][]byte{{0x65, byte(n)}}), ReceivedUs: int64(1000 + n)}
 	if !key {
-		f.Nalus = [][]byte{{0x41, byte(n)}}
+		f.Payload = agentv1.AppendNALUs(nil, [][]byte{{0x41, byte(n)}})
 	}
 	return f
 }
@@ -113,7 +114,7 @@ func TestRelaySharedStartsWithKeyframeAndStopsWithLastViewer(t *testing.T) {
 	key := Key{District: "north", Camera: "cam1", Sub: true}
 	a := h.Join(key, "alice")
 	src.frames <- &agentv1.RelayFrame{RelayId: "x"} // the stream's first message: no picture
-	src.frames <- &agentv1.RelayFrame{Params: params(), Dts: 0, Nalus: [][]byte{{0x41}}}
+	src.frames <- &agentv1.RelayFrame{Params: params(), Dts: 0, Payload: agentv1.AppendNALUs(nil, [][]byte{{0x41}})}
 	// Not a keyframe: nothing to decode from yet.
 	src.frames <- frame(1, true)
 	src.frames <- frame(2, false)
@@ -217,15 +218,15 @@ func TestRelayReconnectsWhenTheAgentGoesAway(t *testing.T) {
 
 func TestMuxerRestartsOnClockJump(t *testing.T) {
 	var m muxer
-	msgs, err := m.frame(&agentv1.RelayFrame{Params: params(), Dts: 90000, Keyframe: true, Nalus: [][]byte{{0x65}}})
+	msgs, err := m.frame(&agentv1.RelayFrame{Params: params(), Dts: 90000, Keyframe: true, Payload: agentv1.AppendNALUs(nil, [][]byte{{0x65}})})
 	if err != nil || len(msgs) != 3 {
 		t.Fatalf("first frame: %v, %d messages (want codec, init, fragment)", err, len(msgs))
 	}
-	msgs, err = m.frame(&agentv1.RelayFrame{Dts: 0, Nalus: [][]byte{{0x41}}})
+	msgs, err = m.frame(&agentv1.RelayFrame{Dts: 0, Payload: agentv1.AppendNALUs(nil, [][]byte{{0x41}})})
 	if err != nil || len(msgs) != 2 || msgs[0].Kind != KindCodec || msgs[1].Kind != KindInit {
 		t.Fatalf("DTS going back: %v %v; want a new init and nothing until a keyframe", err, msgs)
 	}
-	if _, err := (&muxer{}).frame(&agentv1.RelayFrame{Dts: 1, Nalus: [][]byte{{0x41}}}); err == nil {
+	if _, err := (&muxer{}).frame(&agentv1.RelayFrame{Dts: 1, Payload: agentv1.AppendNALUs(nil, [][]byte{{0x41}})}); err == nil {
 		t.Fatal("a frame before any parameters was accepted")
 	}
 	if _, err := (&muxer{}).frame(&agentv1.RelayFrame{Params: &agentv1.StreamParams{Codec: "mjpeg"}}); err == nil {
@@ -254,5 +255,86 @@ func TestSlowViewerSkipsToNextKeyframe(t *testing.T) {
 	v.send(Message{Kind: KindFragment, Keyframe: true})
 	if len(v.ch) != 1 || v.lagging {
 		t.Fatal("a lagging viewer did not resume at the keyframe")
+	}
+}
+
+// TestJoinWhileTheStreamStarts: viewers joining at every moment of a
+// relay's start get a decodable stream (codec and init before fragments),
+// and the hub stays usable.
+func TestJoinWhileTheStreamStarts(t *testing.T) {
+	for round := 0; round < 50; round++ {
+		h := newTestHub(t)
+		src := newFakeSource()
+		h.sources <- src
+		key := Key{District: "north", Camera: "cam1"}
+		first := h.Join(key, "alice")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			src.frames <- &agentv1.RelayFrame{Params: params()}
+			for n := 1; n < 20; n++ {
+				src.frames <- frame(n, n%5 == 1)
+			}
+		}()
+		var viewers []*Viewer
+		for i := 0; i < 10; i++ {
+			viewers = append(viewers, h.Join(key, fmt.Sprintf("v%d", i)))
+		}
+		<-done
+		for _, v := range viewers {
+			// Whatever a viewer got, a fragment never comes before an init.
+			initSeen := false
+			timeout := time.After(2 * time.Second)
+		read:
+			for {
+				select {
+				case m := <-v.C:
+					switch m.Kind {
+					case KindInit:
+						initSeen = true
+					case KindFragment:
+						if !initSeen {
+							t.Fatalf("round %d: a fragment before any init", round)
+						}
+						if m.ReceivedUS == 1019 {
+							break read
+						}
+					}
+				case <-timeout:
+					break read
+				}
+			}
+			v.Leave()
+		}
+		first.Leave()
+		if h.Relays() != 0 {
+			t.Fatal("relay left running")
+		}
+	}
+}
+
+func TestStalledSourceIsReported(t *testing.T) {
+	h := newTestHub(t)
+	src := newFakeSource()
+	h.sources <- src
+	v := h.Join(Key{District: "north", Camera: "cam1"}, "alice")
+	defer v.Leave()
+	src.frames <- &agentv1.RelayFrame{Params: params()}
+	src.frames <- frame(1, true)
+	next(t, v, KindFragment)
+	deadline := time.After(3 * stallAfter)
+	for {
+		select {
+		case m := <-v.C:
+			if m.Kind == KindStatus && m.State == StateStalled {
+				src.frames <- frame(2, false)
+				if m := next(t, v, KindStatus); m.State != StateLive {
+					t.Fatalf("after the stall: %q", m.State)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("a source sending nothing was never reported stalled")
+		}
 	}
 }

@@ -58,6 +58,20 @@ func (cc *consoleClient) do(method, path, body string, csrf bool) (int, string) 
 	return resp.StatusCode, string(b)
 }
 
+// doBackground is a refresh the page makes by itself.
+func (cc *consoleClient) doBackground(method, path string) (int, string) {
+	cc.t.Helper()
+	req, _ := http.NewRequest(method, cc.base+path, nil)
+	req.Header.Set("X-Vigil-Background", "1")
+	resp, err := cc.http.Do(req)
+	if err != nil {
+		cc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func (cc *consoleClient) login(user, password string) int {
 	cc.t.Helper()
 	body, _ := json.Marshal(map[string]string{"user": user, "password": password})
@@ -92,7 +106,8 @@ func TestConsoleNeedsASession(t *testing.T) {
 	for _, r := range []struct{ method, path, body string }{
 		{"GET", "/api/session", ""},
 		{"GET", "/api/cameras", ""},
-		{"GET", "/api/recordings?camera=north/cam1&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z", ""},
+		{"POST", "/api/recordings", `{"camera":"north/cam1","from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z"}`},
+		{"GET", "/api/agents", ""},
 		{"POST", "/api/recordings/open", `{"id":"x","camera":"north/cam1","reason":"a long enough reason"}`},
 		{"GET", "/api/play/whatever", ""},
 		{"POST", "/api/ops/ListHolds", `{}`},
@@ -140,7 +155,21 @@ func TestConsoleLoginCookieAndCSRF(t *testing.T) {
 	if recs := auditRecords(t, c, actions.LoginFail); len(recs) == 0 {
 		t.Error("a failed console login is not recorded")
 	}
+	// A login form another site posts is refused, as are bodies that are
+	// not JSON.
 	req, _ := http.NewRequest(http.MethodPost, cc.base+"/api/login", strings.NewReader(`{"user":"olga","password":"`+testPassword+`"}`))
+	req.Header.Set("Content-Type", "text/plain")
+	if resp, err := cc.http.Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("login as text/plain: %v %v", resp, err)
+	}
+	req, _ = http.NewRequest(http.MethodPost, cc.base+"/api/login", strings.NewReader(`{"user":"olga","password":"`+testPassword+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, err := cc.http.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("login from another site: %v %v", resp, err)
+	}
+	req, _ = http.NewRequest(http.MethodPost, cc.base+"/api/login", strings.NewReader(`{"user":"olga","password":"`+testPassword+`"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := cc.http.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -241,10 +270,23 @@ func TestConsoleIdleTimeout(t *testing.T) {
 	if code, _ := cc.do(http.MethodGet, "/api/cameras", "", false); code != http.StatusOK {
 		t.Fatalf("each use restarts the idle clock: %d", code)
 	}
-	c.clock.Advance(16 * time.Minute)
-	code, body := cc.do(http.MethodGet, "/api/session", "", false)
-	if code != http.StatusUnauthorized || !strings.Contains(body, "without use") {
-		t.Fatalf("session idle for 16 min: %d %s", code, body)
+	// The page's own refreshes do not keep the session alive, and are not
+	// recorded: 15 of them a minute apart, then the session has been
+	// unused for 16 minutes and ends, on record.
+	before := len(auditRecords(t, c, ""))
+	for i := 1; i <= 16; i++ {
+		c.clock.Advance(time.Minute)
+		code, body := cc.doBackground(http.MethodGet, "/api/agents")
+		if i <= 15 && code != http.StatusOK {
+			t.Fatalf("background refresh after %d min: %d %s", i, code, body)
+		}
+		if i == 16 && (code != http.StatusUnauthorized || !strings.Contains(body, "without use")) {
+			t.Fatalf("session idle for 16 min: %d %s", code, body)
+		}
+	}
+	recs := auditRecords(t, c, "")
+	if len(recs) != before+1 || recs[len(recs)-1].Action != actions.Logout || !strings.Contains(recs[len(recs)-1].Detail, "without use") {
+		t.Errorf("background refreshes wrote %d audit records, want only the idle logout's", len(recs)-before)
 	}
 	// Ended for good, not just for this request.
 	if code, _ := cc.do(http.MethodGet, "/api/session", "", false); code != http.StatusUnauthorized {

@@ -285,10 +285,12 @@ func (s *Server) Run(ctx context.Context) error {
 		// Find dead agent connections (a district's uplink cut) within a
 		// minute, so that agents list tells the truth.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 15 * time.Second}),
-		// Reports, heartbeats and enrolment are small (the link checks
-		// each report's size); a relayed keyframe of a 4K camera or a
-		// fetched chunk is not.
-		grpc.MaxRecvMsgSize(8<<20),
+		// Everything an agent sends is small: reports and heartbeats (the
+		// link checks each report's size), one CSR, and video in parts
+		// of 32 KiB. The bound applies before anyone is authenticated.
+		grpc.MaxRecvMsgSize(64<<10),
+		// The link, and a relay per camera and quality, and fetches.
+		grpc.MaxConcurrentStreams(256),
 	)
 	agentv1.RegisterEnrollmentServer(agentSrv, enroll.NewService(s.ca, s.tokens, s.cfg.AgentCertValidity.Std(), s.opts.Logger))
 	agentv1.RegisterLinkServer(agentSrv, s.registry)

@@ -231,7 +231,7 @@ func TestDemoSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"demo/cam2 up (h264 640x360 over tcp)", "demo/cam4 up (h265", "stored   demo/cam2", "demo stopped"} {
+	for _, want := range []string{"demo/cam2 up (h264 640x360 over tcp)", "demo/cam4 up (h265", "stored   demo/cam2", "demo stopped", "Console: https://127.0.0.1:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -242,11 +242,12 @@ func TestDemoSmoke(t *testing.T) {
 	}
 	var info struct {
 		Central       string `json:"central"`
+		Console       string `json:"console"`
 		CAFingerprint string `json:"ca_fingerprint"`
 		Users         map[string]struct{ User, Password string }
 	}
 	data, _ := os.ReadFile(filepath.Join(dir, "demo.json"))
-	if err := json.Unmarshal(data, &info); err != nil || info.Central == "" || len(info.CAFingerprint) != 64 {
+	if err := json.Unmarshal(data, &info); err != nil || info.Central == "" || len(info.CAFingerprint) != 64 || !strings.HasPrefix(info.Console, "https://") {
 		t.Fatalf("demo.json: %v %s", err, data)
 	}
 	for _, role := range []string{"operator", "officer", "auditor", "admin"} {

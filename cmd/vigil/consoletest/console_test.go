@@ -158,6 +158,7 @@ func TestAuditorSeesNoVideo(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodPost, e.console+"api/recordings/open", strings.NewReader(`{"id":"x","camera":"north/cam1","reason":"auditing the auditors"}`))
 	req.Header.Set("X-CSRF-Token", csrf)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package consoletest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,11 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/coder/websocket"
 	"time"
 
 	"github.com/vigil-cctv/vigil/central/audit"
-	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 	"github.com/vigil-cctv/vigil/proto/actions"
+	agentv1 "github.com/vigil-cctv/vigil/proto/agent/v1"
 )
 
 // firstSegment waits for a stored segment of the camera.
@@ -39,6 +42,7 @@ func (e *env) open(c *http.Client, csrf string, seg *agentv1.Segment, reason str
 	body, _ := json.Marshal(map[string]string{"id": seg.GetId(), "camera": district + "/" + seg.GetCamera(), "reason": reason})
 	req, _ := http.NewRequest(http.MethodPost, e.console+"api/recordings/open", bytes.NewReader(body))
 	req.Header.Set("X-CSRF-Token", csrf)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -66,7 +70,10 @@ func fetchRange(t *testing.T, c *http.Client, url, rng string) (*http.Response, 
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Logf("GET %s (Range %q): body: %v", url, rng, err)
+	}
 	return resp, b
 }
 
@@ -93,7 +100,7 @@ func TestRecordingIsServedInRanges(t *testing.T) {
 	resp, whole := fetchRange(t, c, url, "")
 	sum := sha256.Sum256(whole)
 	if resp.StatusCode != http.StatusOK || hex.EncodeToString(sum[:]) != seg.GetSha256() || resp.Header.Get("Accept-Ranges") != "bytes" {
-		t.Fatalf("whole recording: %d, %d bytes, sha256 match %v", resp.StatusCode, len(whole), hex.EncodeToString(sum[:]) == seg.GetSha256())
+		t.Fatalf("whole recording: %d, %d bytes, sha256 match %v: %.200s", resp.StatusCode, len(whole), hex.EncodeToString(sum[:]) == seg.GetSha256(), whole)
 	}
 	for _, r := range []struct {
 		header   string
@@ -173,5 +180,60 @@ func TestTamperedRecordingIsRefusedAndReported(t *testing.T) {
 			}
 		}
 		return byUser && byAgent && alarm
+	})
+}
+
+// TestLogoutEndsLiveViewsAtOnce: a live view ends, on record, the moment
+// its session is logged out, not at the next session check.
+func TestLogoutEndsLiveViewsAtOnce(t *testing.T) {
+	e := startEnv(t, clipsNamed(t, "walk"), 1)
+	c := e.client()
+	csrf := e.apiLogin(c, "olga")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	u := strings.Replace(e.console, "https://", "wss://", 1) + "api/live?quality=sub&camera=" + district + "/cam1&csrf=" + csrf
+	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c, HTTPHeader: http.Header{"Origin": {strings.TrimSuffix(e.console, "/")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(16 << 20)
+	for {
+		typ, msg, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("no video: %v", err)
+		}
+		if typ == websocket.MessageBinary && msg[0] == 1 {
+			break
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.console+"api/logout", nil)
+	req.Header.Set("X-CSRF-Token", csrf)
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	loggedOut := time.Now()
+	for {
+		_, _, err := conn.Read(ctx)
+		if err == nil {
+			continue
+		}
+		if websocket.CloseStatus(err) != 4401 {
+			t.Fatalf("view ended with %v, want close 4401", err)
+		}
+		break
+	}
+	if d := time.Since(loggedOut); d > 2*time.Second {
+		t.Errorf("the live view outlived its session by %s", d)
+	}
+	e.waitFor(5*time.Second, "live.stop of the logged-out view", func() bool {
+		for _, r := range e.records(actions.LiveStop) {
+			if strings.Contains(r.Detail, "logged out") {
+				return true
+			}
+		}
+		return false
 	})
 }

@@ -1511,7 +1511,8 @@ func (x *LiveStart) GetSub() bool {
 
 // FetchSegment asks the agent to open a Fetch stream carrying the segment's
 // bytes [offset, offset+length) (length 0: to the end). The agent checks
-// the whole object against the SHA-256 of its index before sending any.
+// the whole object against the SHA-256 of its index before sending any
+// (it may remember the verdict for a few minutes, for seeking).
 type FetchSegment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FetchId       string                 `protobuf:"bytes,1,opt,name=fetch_id,json=fetchId,proto3" json:"fetch_id,omitempty"`
@@ -1580,22 +1581,29 @@ func (x *FetchSegment) GetLength() int64 {
 	return 0
 }
 
-// RelayFrame is one access unit of a relayed camera. The first message of
-// a Relay stream carries relay_id and params, and no picture.
+// RelayFrame is one access unit of a relayed camera, or a part of one. The
+// first message of a Relay stream carries relay_id only. Every message is
+// small (a large keyframe comes in parts), so that central can keep its
+// 64 KiB bound on messages, which it applies before knowing who sends.
 type RelayFrame struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RelayId string                 `protobuf:"bytes,1,opt,name=relay_id,json=relayId,proto3" json:"relay_id,omitempty"`
-	// Set on the first message and whenever the stream's parameters change.
+	// Set on the first part of a frame when the stream's parameters are new
+	// or changed.
 	Params *StreamParams `protobuf:"bytes,2,opt,name=params,proto3" json:"params,omitempty"`
-	// In 1/90000 s from the start of the agent's camera connection.
+	// In 1/90000 s from the start of the agent's camera connection (first
+	// part only).
 	Pts      int64 `protobuf:"varint,3,opt,name=pts,proto3" json:"pts,omitempty"`
 	Dts      int64 `protobuf:"varint,4,opt,name=dts,proto3" json:"dts,omitempty"`
 	Keyframe bool  `protobuf:"varint,5,opt,name=keyframe,proto3" json:"keyframe,omitempty"`
-	// NAL units without start codes.
-	Nalus [][]byte `protobuf:"bytes,6,rep,name=nalus,proto3" json:"nalus,omitempty"`
+	// The frame's NAL units, each after its length (4 bytes, big-endian),
+	// cut in parts of at most 32 KiB.
+	Payload []byte `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
 	// When the agent received the frame from the camera, in microseconds
-	// since the Unix epoch: what latency is measured from.
-	ReceivedUs    int64 `protobuf:"varint,7,opt,name=received_us,json=receivedUs,proto3" json:"received_us,omitempty"`
+	// since the Unix epoch: what latency is measured from (first part only).
+	ReceivedUs int64 `protobuf:"varint,7,opt,name=received_us,json=receivedUs,proto3" json:"received_us,omitempty"`
+	// Another part of the same frame follows.
+	More          bool `protobuf:"varint,8,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1665,9 +1673,9 @@ func (x *RelayFrame) GetKeyframe() bool {
 	return false
 }
 
-func (x *RelayFrame) GetNalus() [][]byte {
+func (x *RelayFrame) GetPayload() []byte {
 	if x != nil {
-		return x.Nalus
+		return x.Payload
 	}
 	return nil
 }
@@ -1677,6 +1685,13 @@ func (x *RelayFrame) GetReceivedUs() int64 {
 		return x.ReceivedUs
 	}
 	return 0
+}
+
+func (x *RelayFrame) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type StreamParams struct {
@@ -1801,9 +1816,10 @@ func (*RelayControl) Descriptor() ([]byte, []int) {
 	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
-// FetchChunk is a piece of a fetched segment. The first message carries
-// fetch_id and the object's size and SHA-256, or the error that stopped the
-// fetch (then no data follows).
+// FetchChunk is a message of a Fetch stream: first one naming the fetch
+// (sent at once), then the verdict on the object (its size and SHA-256, or
+// the error that stopped the fetch: then nothing follows), then the asked
+// bytes in chunks of at most 32 KiB.
 type FetchChunk struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	FetchId    string                 `protobuf:"bytes,1,opt,name=fetch_id,json=fetchId,proto3" json:"fetch_id,omitempty"`
@@ -1890,26 +1906,27 @@ func (x *FetchChunk) GetData() []byte {
 	return nil
 }
 
-type FetchDone struct {
+// FetchControl is reserved for central's requests during a fetch.
+type FetchControl struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *FetchDone) Reset() {
-	*x = FetchDone{}
+func (x *FetchControl) Reset() {
+	*x = FetchControl{}
 	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *FetchDone) String() string {
+func (x *FetchControl) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*FetchDone) ProtoMessage() {}
+func (*FetchControl) ProtoMessage() {}
 
-func (x *FetchDone) ProtoReflect() protoreflect.Message {
+func (x *FetchControl) ProtoReflect() protoreflect.Message {
 	mi := &file_proto_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1921,8 +1938,8 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
-func (*FetchDone) Descriptor() ([]byte, []int) {
+// Deprecated: Use FetchControl.ProtoReflect.Descriptor instead.
+func (*FetchControl) Descriptor() ([]byte, []int) {
 	return file_proto_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
@@ -2296,17 +2313,18 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"segment_id\x18\x02 \x01(\tR\tsegmentId\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06length\x18\x04 \x01(\x03R\x06length\"\xd4\x01\n" +
+	"\x06length\x18\x04 \x01(\x03R\x06length\"\xec\x01\n" +
 	"\n" +
 	"RelayFrame\x12\x19\n" +
 	"\brelay_id\x18\x01 \x01(\tR\arelayId\x124\n" +
 	"\x06params\x18\x02 \x01(\v2\x1c.vigil.agent.v1.StreamParamsR\x06params\x12\x10\n" +
 	"\x03pts\x18\x03 \x01(\x03R\x03pts\x12\x10\n" +
 	"\x03dts\x18\x04 \x01(\x03R\x03dts\x12\x1a\n" +
-	"\bkeyframe\x18\x05 \x01(\bR\bkeyframe\x12\x14\n" +
-	"\x05nalus\x18\x06 \x03(\fR\x05nalus\x12\x1f\n" +
+	"\bkeyframe\x18\x05 \x01(\bR\bkeyframe\x12\x18\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\x12\x1f\n" +
 	"\vreceived_us\x18\a \x01(\x03R\n" +
-	"receivedUs\"\x88\x01\n" +
+	"receivedUs\x12\x12\n" +
+	"\x04more\x18\b \x01(\bR\x04more\"\x88\x01\n" +
 	"\fStreamParams\x12\x14\n" +
 	"\x05codec\x18\x01 \x01(\tR\x05codec\x12\x10\n" +
 	"\x03vps\x18\x02 \x01(\fR\x03vps\x12\x10\n" +
@@ -2323,8 +2341,8 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
 	"\btampered\x18\x05 \x01(\bR\btampered\x12\x12\n" +
-	"\x04data\x18\x06 \x01(\fR\x04data\"\v\n" +
-	"\tFetchDone\"\x06\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\"\x0e\n" +
+	"\fFetchControl\"\x06\n" +
 	"\x04Ping\"\xd3\x01\n" +
 	"\tHoldApply\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x18\n" +
@@ -2345,11 +2363,11 @@ const file_proto_agent_v1_agent_proto_rawDesc = "" +
 	"\bsegments\x18\x04 \x01(\x03R\bsegments2U\n" +
 	"\n" +
 	"Enrollment\x12G\n" +
-	"\x06Enroll\x12\x1d.vigil.agent.v1.EnrollRequest\x1a\x1e.vigil.agent.v1.EnrollResponse2\xdc\x01\n" +
+	"\x06Enroll\x12\x1d.vigil.agent.v1.EnrollRequest\x1a\x1e.vigil.agent.v1.EnrollResponse2\xe1\x01\n" +
 	"\x04Link\x12K\n" +
 	"\aConnect\x12\x1c.vigil.agent.v1.AgentMessage\x1a\x1e.vigil.agent.v1.CentralMessage(\x010\x01\x12E\n" +
-	"\x05Relay\x12\x1a.vigil.agent.v1.RelayFrame\x1a\x1c.vigil.agent.v1.RelayControl(\x010\x01\x12@\n" +
-	"\x05Fetch\x12\x1a.vigil.agent.v1.FetchChunk\x1a\x19.vigil.agent.v1.FetchDone(\x01B4Z2github.com/vigil-cctv/vigil/proto/agent/v1;agentv1b\x06proto3"
+	"\x05Relay\x12\x1a.vigil.agent.v1.RelayFrame\x1a\x1c.vigil.agent.v1.RelayControl(\x010\x01\x12E\n" +
+	"\x05Fetch\x12\x1a.vigil.agent.v1.FetchChunk\x1a\x1c.vigil.agent.v1.FetchControl(\x010\x01B4Z2github.com/vigil-cctv/vigil/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_proto_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2387,7 +2405,7 @@ var file_proto_agent_v1_agent_proto_goTypes = []any{
 	(*StreamParams)(nil),          // 19: vigil.agent.v1.StreamParams
 	(*RelayControl)(nil),          // 20: vigil.agent.v1.RelayControl
 	(*FetchChunk)(nil),            // 21: vigil.agent.v1.FetchChunk
-	(*FetchDone)(nil),             // 22: vigil.agent.v1.FetchDone
+	(*FetchControl)(nil),          // 22: vigil.agent.v1.FetchControl
 	(*Ping)(nil),                  // 23: vigil.agent.v1.Ping
 	(*HoldApply)(nil),             // 24: vigil.agent.v1.HoldApply
 	(*HoldRelease)(nil),           // 25: vigil.agent.v1.HoldRelease
@@ -2434,7 +2452,7 @@ var file_proto_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 36: vigil.agent.v1.Enrollment.Enroll:output_type -> vigil.agent.v1.EnrollResponse
 	3,  // 37: vigil.agent.v1.Link.Connect:output_type -> vigil.agent.v1.CentralMessage
 	20, // 38: vigil.agent.v1.Link.Relay:output_type -> vigil.agent.v1.RelayControl
-	22, // 39: vigil.agent.v1.Link.Fetch:output_type -> vigil.agent.v1.FetchDone
+	22, // 39: vigil.agent.v1.Link.Fetch:output_type -> vigil.agent.v1.FetchControl
 	36, // [36:40] is the sub-list for method output_type
 	32, // [32:36] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name

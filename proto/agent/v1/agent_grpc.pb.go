@@ -162,9 +162,11 @@ type LinkClient interface {
 	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayFrame, RelayControl], error)
 	// Fetch carries one recorded segment, or a byte range of it, from the
 	// agent to central, opened by the agent when central asks with a
-	// FetchSegment command. The first message names the fetch and says
-	// whether the object matched the SHA-256 of the agent's index.
-	Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[FetchChunk, FetchDone], error)
+	// FetchSegment command. The first message names the fetch, the second
+	// says whether the object matched the SHA-256 of the agent's index.
+	// Central ends it by ending the call, also before everything was sent
+	// (the viewer went away); the agent's receive side tells it.
+	Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchChunk, FetchControl], error)
 }
 
 type linkClient struct {
@@ -201,18 +203,18 @@ func (c *linkClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.B
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Link_RelayClient = grpc.BidiStreamingClient[RelayFrame, RelayControl]
 
-func (c *linkClient) Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[FetchChunk, FetchDone], error) {
+func (c *linkClient) Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchChunk, FetchControl], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Link_ServiceDesc.Streams[2], Link_Fetch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[FetchChunk, FetchDone]{ClientStream: stream}
+	x := &grpc.GenericClientStream[FetchChunk, FetchControl]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Link_FetchClient = grpc.ClientStreamingClient[FetchChunk, FetchDone]
+type Link_FetchClient = grpc.BidiStreamingClient[FetchChunk, FetchControl]
 
 // LinkServer is the server API for Link service.
 // All implementations must embed UnimplementedLinkServer
@@ -234,9 +236,11 @@ type LinkServer interface {
 	Relay(grpc.BidiStreamingServer[RelayFrame, RelayControl]) error
 	// Fetch carries one recorded segment, or a byte range of it, from the
 	// agent to central, opened by the agent when central asks with a
-	// FetchSegment command. The first message names the fetch and says
-	// whether the object matched the SHA-256 of the agent's index.
-	Fetch(grpc.ClientStreamingServer[FetchChunk, FetchDone]) error
+	// FetchSegment command. The first message names the fetch, the second
+	// says whether the object matched the SHA-256 of the agent's index.
+	// Central ends it by ending the call, also before everything was sent
+	// (the viewer went away); the agent's receive side tells it.
+	Fetch(grpc.BidiStreamingServer[FetchChunk, FetchControl]) error
 	mustEmbedUnimplementedLinkServer()
 }
 
@@ -253,7 +257,7 @@ func (UnimplementedLinkServer) Connect(grpc.BidiStreamingServer[AgentMessage, Ce
 func (UnimplementedLinkServer) Relay(grpc.BidiStreamingServer[RelayFrame, RelayControl]) error {
 	return status.Error(codes.Unimplemented, "method Relay not implemented")
 }
-func (UnimplementedLinkServer) Fetch(grpc.ClientStreamingServer[FetchChunk, FetchDone]) error {
+func (UnimplementedLinkServer) Fetch(grpc.BidiStreamingServer[FetchChunk, FetchControl]) error {
 	return status.Error(codes.Unimplemented, "method Fetch not implemented")
 }
 func (UnimplementedLinkServer) mustEmbedUnimplementedLinkServer() {}
@@ -292,11 +296,11 @@ func _Link_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
 type Link_RelayServer = grpc.BidiStreamingServer[RelayFrame, RelayControl]
 
 func _Link_Fetch_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(LinkServer).Fetch(&grpc.GenericServerStream[FetchChunk, FetchDone]{ServerStream: stream})
+	return srv.(LinkServer).Fetch(&grpc.GenericServerStream[FetchChunk, FetchControl]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Link_FetchServer = grpc.ClientStreamingServer[FetchChunk, FetchDone]
+type Link_FetchServer = grpc.BidiStreamingServer[FetchChunk, FetchControl]
 
 // Link_ServiceDesc is the grpc.ServiceDesc for Link service.
 // It's only intended for direct use with grpc.RegisterService,
@@ -321,6 +325,7 @@ var Link_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Fetch",
 			Handler:       _Link_Fetch_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},

@@ -117,10 +117,9 @@ export function createPlayback() {
     if (new Date(f) >= new Date(t)) { setError(searchErr, 'the start must be before the end'); return; }
     const seq = ++searchSeq;
     summary.textContent = 'searching…';
-    const q = new URLSearchParams({ camera: cam, from: f, to: t });
     let data;
     try {
-      data = await busy(search, () => api('GET', `/api/recordings?${q.toString()}`));
+      data = await busy(search, () => api('POST', '/api/recordings', { camera: cam, from: f, to: t }));
     } catch (e) {
       if (seq !== searchSeq) return;
       summary.textContent = '';

@@ -80,11 +80,16 @@ export function createStatus() {
       h('tbody', null, camRows.length ? camRows : h('tr', null, h('td', { colspan: String(camHead.length), class: 'empty' }, 'no cameras'))));
   }
 
-  async function load() {
+  // The first read of the tab and a click on Refresh are the user's own
+  // (and recorded, like `vigil agents list`); the periodic refresh is the
+  // page's, and neither keeps the session alive nor fills the audit log.
+  async function load(background) {
     if (inflight) return;
     inflight = true;
     try {
-      const data = await ops('ListAgents', {});
+      const data = background === true
+        ? await api('GET', '/api/agents', undefined, { background: true })
+        : await ops('ListAgents', {});
       if (!shown) return;
       setError(err, '');
       render(arrayOf(data, 'agents'));
@@ -96,7 +101,7 @@ export function createStatus() {
     }
   }
 
-  refresh.addEventListener('click', load);
+  refresh.addEventListener('click', () => load(false));
 
   return {
     name: 'status',
@@ -105,7 +110,7 @@ export function createStatus() {
       shown = true;
       load();
       clearInterval(timer);
-      timer = setInterval(load, REFRESH_MS);
+      timer = setInterval(() => load(true), REFRESH_MS);
     },
     leave() {
       shown = false;

@@ -19,9 +19,12 @@ export class ApiError extends Error {
 
 // api calls the console API. Errors come back as ApiError with the server's
 // one-line message. A 401 on a live session ends the session everywhere.
-export async function api(method, path, body) {
+// opts.background marks a request the page makes by itself (a periodic
+// refresh): it does not count as use of the session, here or at the server.
+export async function api(method, path, body, opts = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (opts.background) headers['X-Vigil-Background'] = '1';
   if (method !== 'GET' && method !== 'HEAD' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
   let res;
   try {
@@ -35,7 +38,7 @@ export async function api(method, path, body) {
   } catch (e) {
     throw new ApiError(0, 'cannot reach the server: check the network');
   }
-  session.lastActivity = Date.now();
+  if (!opts.background) session.lastActivity = Date.now();
   const text = await res.text().catch(() => '');
   let data = null;
   if (text) {
