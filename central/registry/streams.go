@@ -133,22 +133,40 @@ func (s *RelayStream) Close() { s.once.Do(func() { close(s.done) }) }
 // cameras (sub: its secondary stream if it has one) and waits for the
 // stream. The caller must Close it.
 func (r *Registry) OpenRelay(ctx context.Context, district, camera string, sub bool) (*RelayStream, error) {
-	id := storage.NewSegmentID()
 	w := &streamWaiter{district: district, relay: make(chan *RelayStream), gone: make(chan struct{})}
+	return awaitStream(ctx, r, w, w.relay, "live view", func(id string) *agentv1.Command {
+		return &agentv1.Command{Body: &agentv1.Command_LiveStart{LiveStart: &agentv1.LiveStart{RelayId: id, Camera: camera, Sub: sub}}}
+	})
+}
+
+// awaitStream asks a district's agent, with the command cmd makes for a
+// new stream id, to open a stream, and waits for it on ch.
+func awaitStream[S any](ctx context.Context, r *Registry, w *streamWaiter, ch chan S, what string, cmd func(id string) *agentv1.Command) (S, error) {
+	var none S
+	id := storage.NewSegmentID()
 	r.streams.expect(id, w)
 	defer r.streams.giveUp(id, w)
-	if err := r.ask(ctx, district, &agentv1.Command{Body: &agentv1.Command_LiveStart{LiveStart: &agentv1.LiveStart{
-		RelayId: id, Camera: camera, Sub: sub,
-	}}}); err != nil {
-		return nil, err
+	if err := r.ask(ctx, w.district, cmd(id)); err != nil {
+		return none, err
 	}
 	select {
-	case s := <-w.relay:
+	case s := <-ch:
 		return s, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return none, ctx.Err()
 	case <-time.After(StreamTimeout):
-		return nil, fmt.Errorf("agent of %s accepted the live view but opened no stream", district)
+		return none, fmt.Errorf("agent of %s accepted the %s but opened no stream", w.district, what)
+	}
+}
+
+// handOver gives the stream an agent opened to whoever waits for it, or
+// says nobody does any more.
+func handOver[S any](w *streamWaiter, ch chan S, s S) error {
+	select {
+	case ch <- s:
+		return nil
+	case <-w.gone:
+		return errGivenUp
 	}
 }
 
@@ -167,10 +185,8 @@ func (r *Registry) Relay(stream agentv1.Link_RelayServer) error {
 		return err
 	}
 	s := &RelayStream{stream: stream, done: make(chan struct{})}
-	select {
-	case w.relay <- s:
-	case <-w.gone:
-		return errGivenUp
+	if err := handOver(w, w.relay, s); err != nil {
+		return err
 	}
 	select {
 	case <-s.done:
@@ -249,23 +265,12 @@ func (s *FetchStream) Close() { s.once.Do(func() { close(s.done) }) }
 // then says whether the agent found the object intact. The caller must
 // Close the stream.
 func (r *Registry) OpenFetch(ctx context.Context, district, segment string, offset, length int64) (*FetchStream, error) {
-	id := storage.NewSegmentID()
 	w := &streamWaiter{district: district, fetch: make(chan *FetchStream), gone: make(chan struct{})}
-	r.streams.expect(id, w)
-	defer r.streams.giveUp(id, w)
-	if err := r.ask(ctx, district, &agentv1.Command{Body: &agentv1.Command_FetchSegment{FetchSegment: &agentv1.FetchSegment{
-		FetchId: id, SegmentId: segment, Offset: offset, Length: length,
-	}}}); err != nil {
-		return nil, err
-	}
-	select {
-	case s := <-w.fetch:
-		return s, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(StreamTimeout):
-		return nil, fmt.Errorf("agent of %s accepted the fetch but opened no stream", district)
-	}
+	return awaitStream(ctx, r, w, w.fetch, "fetch", func(id string) *agentv1.Command {
+		return &agentv1.Command{Body: &agentv1.Command_FetchSegment{FetchSegment: &agentv1.FetchSegment{
+			FetchId: id, SegmentId: segment, Offset: offset, Length: length,
+		}}}
+	})
 }
 
 // Fetch serves the stream an agent opens for OpenFetch.
@@ -283,10 +288,8 @@ func (r *Registry) Fetch(stream agentv1.Link_FetchServer) error {
 		return err
 	}
 	s := &FetchStream{stream: stream, done: make(chan struct{})}
-	select {
-	case w.fetch <- s:
-	case <-w.gone:
-		return errGivenUp
+	if err := handOver(w, w.fetch, s); err != nil {
+		return err
 	}
 	select {
 	case <-s.done:
