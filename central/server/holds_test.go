@@ -340,6 +340,27 @@ func TestHoldDeliveredWhenAgentConnects(t *testing.T) {
 		got, _ := c.Holds().Get(h.GetId())
 		return strings.Contains(got.Agents[0].Error, "not connected")
 	})
+	// A hold waiting this long shows in the district's status, naming no
+	// case (everyone sees agent status).
+	c.clock.Advance(2 * time.Minute)
+	pendingAlarm := func() *opsv1.Alarm {
+		t.Helper()
+		agents, err := cl["aude"].ListAgents(ctx, &opsv1.ListAgentsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range agents.GetAgents() {
+			for _, al := range a.GetAlarms() {
+				if a.GetDistrict() == "north" && al.GetCode() == "holds_pending" {
+					return al
+				}
+			}
+		}
+		return nil
+	}
+	if al := pendingAlarm(); al == nil || !strings.Contains(al.GetMessage(), "1 judicial hold") || strings.Contains(al.GetMessage(), h.GetId()) {
+		t.Fatalf("pending hold alarm: %v", al)
+	}
 
 	// Recorded once per camera, each with every field, before it happened.
 	recs := auditRecords(t, c, actions.HoldPlace)
@@ -372,6 +393,9 @@ func TestHoldDeliveredWhenAgentConnects(t *testing.T) {
 	got, _ := cl["otto"].GetHold(ctx, &opsv1.GetHoldRequest{Id: h.GetId()})
 	if a := got.GetHold().GetAgents()[0]; a.GetSegments() != 3 || a.GetError() != "" || a.GetFirstExpiry() != nil {
 		t.Fatalf("applied agent %+v", a)
+	}
+	if al := pendingAlarm(); al != nil {
+		t.Fatalf("alarm once the hold is applied: %v", al)
 	}
 	apply := agent.received()[0].GetHoldApply()
 	if apply.GetHoldId() != h.GetId() || strings.Join(apply.GetCameras(), ",") != "gate,yard" ||

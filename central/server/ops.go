@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -118,9 +119,44 @@ func (o *opsService) ListAgents(ctx context.Context, _ *opsv1.ListAgentsRequest)
 		if !u.InScope(a.District) {
 			continue
 		}
-		resp.Agents = append(resp.Agents, agentToProto(a))
+		pa := agentToProto(a)
+		if al := o.s.pendingHoldsAlarm(a.District); al != nil {
+			pa.Alarms = append(pa.Alarms, al)
+		}
+		resp.Agents = append(resp.Agents, pa)
 	}
 	return resp, nil
+}
+
+// holdsPendingAfter is how long a hold may wait for a district before
+// the status says so (a connected agent applies one within seconds).
+const holdsPendingAfter = time.Minute
+
+// pendingHoldsAlarm is central's alarm about holds not yet applied (or
+// released) at a district for a while. It names no hold: everyone sees
+// agent status, and a hold names a judicial case.
+func (s *Server) pendingHoldsAlarm(district string) *opsv1.Alarm {
+	hs, err := s.holds.Waiting(district)
+	if err != nil {
+		s.log.Error("pending holds for the status", "district", district, "error", err)
+		return nil
+	}
+	n, since := 0, time.Time{}
+	for _, h := range hs {
+		a, _ := h.Agent(district)
+		if s.opts.Now().Sub(a.UpdatedAt) < holdsPendingAfter && s.opts.Now().Sub(h.PlacedAt) < holdsPendingAfter {
+			continue
+		}
+		n++
+		if since.IsZero() || a.UpdatedAt.Before(since) {
+			since = a.UpdatedAt
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return &opsv1.Alarm{Code: "holds_pending", Since: timestamppb.New(since),
+		Message: fmt.Sprintf("%d judicial hold change(s) not yet carried out at this district (officers: vigil hold list)", n)}
 }
 
 func agentToProto(a registry.Agent) *opsv1.Agent {
