@@ -93,10 +93,9 @@ func newCamera(a *Agent, cc *config.Camera) (*camera, error) {
 		return nil, err
 	}
 	if cc.Mode == config.ModeMotion {
-		c.det, err = motion.NewPixel(motion.PixelConfig{
-			Name: cc.ID, Threshold: cc.Motion.Threshold, MinArea: cc.Motion.MinArea,
-			OnFrame: seg.Observe, FFmpeg: a.opts.FFmpeg, Logger: a.opts.Logger,
-		})
+		mc := cc.MotionConfig()
+		mc.OnFrame, mc.FFmpeg, mc.Logger = seg.Observe, a.opts.FFmpeg, a.opts.Logger
+		c.det, err = motion.New(mc)
 		if err != nil {
 			return nil, fmt.Errorf("camera %s: %w", cc.ID, err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-cctv/vigil/agent/motion"
 	"github.com/vigil-cctv/vigil/storage"
 	"github.com/vigil-cctv/vigil/storage/s3"
 )
@@ -74,7 +75,12 @@ type Camera struct {
 	URL string `yaml:"url"`
 	// DetectURL is an optional low-resolution stream used only for motion
 	// detection; the main stream is what is recorded.
-	DetectURL string    `yaml:"detect_url,omitempty"`
+	DetectURL string `yaml:"detect_url,omitempty"`
+	// DetectFPS caps the frames per second the motion detector analyses
+	// (0: every frame decoded). Decoding is not reduced: predicted frames
+	// need the ones before them; set the camera's detect stream to a lower
+	// rate for that.
+	DetectFPS float64   `yaml:"detect_fps,omitempty"`
 	Mode      Mode      `yaml:"mode"`
 	Transport Transport `yaml:"transport"`
 	PreRoll   Duration  `yaml:"pre_roll"`
@@ -85,15 +91,34 @@ type Camera struct {
 	Motion    Motion   `yaml:"motion"`
 }
 
-// Motion tunes the pixel motion detector of a camera.
+// Motion tunes the motion detector of a camera (see package motion).
 type Motion struct {
-	// Threshold is the per-pixel difference (0-255) from the background that
-	// counts as changed.
-	Threshold int `yaml:"threshold"`
-	// MinArea is the fraction of the picture (0-1) that must change for the
-	// frame to count as motion.
+	// Detector is hybrid (the default), pixel or compressed.
+	Detector string `yaml:"detector,omitempty"`
+	// Sensitivity, 1-100 (default 50): higher sees smaller changes. It
+	// sets the per-pixel threshold, unless Threshold is given instead.
+	Sensitivity int `yaml:"sensitivity,omitempty"`
+	// Threshold is the per-pixel difference (1-255) from the background
+	// that counts as changed; for experts, instead of Sensitivity.
+	Threshold int `yaml:"threshold,omitempty"`
+	// MinArea is the fraction of the picture (0-1) whose change is motion
+	// however broken up (rain, snow, a crowd).
 	MinArea float64 `yaml:"min_area"`
+	// MinBlob is the least area, in pixels of the detect stream's picture,
+	// of one moving object (0: about a distant person, 0.08% of the
+	// picture).
+	MinBlob int `yaml:"min_blob,omitempty"`
+	// Masks are polygons, [[x, y], …] in pixels of the detect stream's
+	// picture (the main stream's without a detect_url), inside which
+	// nothing counts as motion.
+	Masks []Polygon `yaml:"masks,omitempty"`
 }
+
+// Polygon is a list of [x, y] points.
+type Polygon [][]float64
+
+// maxMinBlob bounds min_blob: a 4K picture has 8.3 million pixels.
+const maxMinBlob = 1 << 24
 
 // Storage selects exactly one object store.
 type Storage struct {
@@ -268,19 +293,83 @@ func (cam *Camera) checkAndSetDefaults(districtRetention Duration) error {
 	if cam.Retention > districtRetention {
 		return fmt.Errorf("retention: %s is longer than the district retention %s", cam.Retention, districtRetention)
 	}
-	if cam.Motion.Threshold == 0 {
-		cam.Motion.Threshold = 25
+	if !(cam.DetectFPS >= 0 && cam.DetectFPS <= motion.MaxFPS) {
+		return fmt.Errorf("detect_fps: %g is not within 0-%d (0: every frame)", cam.DetectFPS, motion.MaxFPS)
 	}
-	if cam.Motion.Threshold < 1 || cam.Motion.Threshold > 255 {
-		return fmt.Errorf("motion.threshold: %d is not within 1-255", cam.Motion.Threshold)
+	return cam.Motion.checkAndSetDefaults()
+}
+
+func (m *Motion) checkAndSetDefaults() error {
+	if m.Detector == "" {
+		m.Detector = string(motion.DefaultKind)
 	}
-	if cam.Motion.MinArea == 0 {
-		cam.Motion.MinArea = 0.005
+	kind, err := motion.ParseKind(m.Detector)
+	if err != nil {
+		return fmt.Errorf("motion.detector: %w", err)
 	}
-	if !(cam.Motion.MinArea > 0 && cam.Motion.MinArea <= 1) {
-		return fmt.Errorf("motion.min_area: %g is not within (0, 1]", cam.Motion.MinArea)
+	switch {
+	case m.Sensitivity != 0 && m.Threshold != 0:
+		return errors.New("motion: set sensitivity or threshold, not both")
+	case m.Sensitivity == 0 && m.Threshold == 0:
+		m.Sensitivity = motion.DefaultSensitivity
+	}
+	if m.Sensitivity < 0 || m.Sensitivity > 100 {
+		return fmt.Errorf("motion.sensitivity: %d is not within 1-100", m.Sensitivity)
+	}
+	if m.Threshold < 0 || m.Threshold > 255 {
+		return fmt.Errorf("motion.threshold: %d is not within 1-255", m.Threshold)
+	}
+	if m.MinArea == 0 {
+		m.MinArea = motion.DefaultMinArea
+	}
+	if !(m.MinArea > 0 && m.MinArea <= 1) {
+		return fmt.Errorf("motion.min_area: %g is not within (0, 1]", m.MinArea)
+	}
+	if m.MinBlob < 0 || m.MinBlob > maxMinBlob {
+		return fmt.Errorf("motion.min_blob: %d is not within 0-%d pixels", m.MinBlob, maxMinBlob)
+	}
+	if len(m.Masks) > 0 && kind == motion.KindCompressed {
+		return fmt.Errorf("motion.masks: the %s detector cannot apply masks; use %s or %s", kind, motion.KindHybrid, motion.KindPixel)
+	}
+	if len(m.Masks) > motion.MaxMasks {
+		return fmt.Errorf("motion.masks: %d polygons, at most %d", len(m.Masks), motion.MaxMasks)
+	}
+	for i, poly := range m.Masks {
+		if len(poly) < 3 || len(poly) > motion.MaxMaskPoints {
+			return fmt.Errorf("motion.masks[%d]: %d points, want 3-%d", i, len(poly), motion.MaxMaskPoints)
+		}
+		for j, pt := range poly {
+			if len(pt) != 2 {
+				return fmt.Errorf("motion.masks[%d][%d]: want [x, y], got %d numbers", i, j, len(pt))
+			}
+			for _, v := range pt {
+				if !(v >= 0 && v <= motion.MaxMaskCoord) {
+					return fmt.Errorf("motion.masks[%d][%d]: coordinate %g is not within 0-%d pixels", i, j, v, motion.MaxMaskCoord)
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// MotionConfig returns the camera's motion detector settings; the caller
+// adds where verdicts go and how to decode.
+func (cam *Camera) MotionConfig() motion.Config {
+	m := cam.Motion
+	cfg := motion.Config{
+		Name: cam.ID, Detector: motion.Kind(m.Detector), Sensitivity: m.Sensitivity, Threshold: m.Threshold,
+		MinArea: m.MinArea, MinBlob: m.MinBlob, FPS: cam.DetectFPS,
+	}
+	for _, poly := range m.Masks {
+		var pts []motion.MaskPoint
+		for _, pt := range poly {
+			if len(pt) == 2 {
+				pts = append(pts, motion.MaskPoint{X: pt[0], Y: pt[1]})
+			}
+		}
+		cfg.Masks = append(cfg.Masks, pts)
+	}
+	return cfg
 }
 
 // defaultDuration sets *d to def when zero ("0s" explicitly is also zero,

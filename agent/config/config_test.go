@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-cctv/vigil/agent/motion"
 )
 
 const validYAML = `
@@ -58,7 +60,11 @@ func TestParseValid(t *testing.T) {
 		{"lobby max_length", lobby.MaxLength.Std(), 2 * time.Minute},
 		{"lobby retention", lobby.Retention.Std(), 48 * time.Hour},
 		{"fs path", cfg.Storage.FS.Path, "/srv/footage"},
-		{"threshold default", gate.Motion.Threshold, 25},
+		{"detector default", gate.Motion.Detector, "hybrid"},
+		{"sensitivity default", gate.Motion.Sensitivity, 50},
+		{"threshold from sensitivity", gate.Motion.Threshold, 0},
+		{"min area default", gate.Motion.MinArea, 0.005},
+		{"detect fps default (every frame)", gate.DetectFPS, 0.0},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -148,6 +154,27 @@ func TestParseErrors(t *testing.T) {
 		{"not a map", func(string) string { return "- just\n- a list\n" }, "cannot unmarshal"},
 		{"two documents", func(s string) string { return s + "---\ndistrict: south\n" }, "more than one YAML document"},
 		{"empty", func(string) string { return "" }, "empty configuration"},
+		{"unknown detector", motionEdit("detector: magic"), `motion.detector: unknown detector "magic" (known: hybrid, pixel, compressed)`},
+		{"sensitivity and threshold", motionEdit("sensitivity: 60\n      threshold: 20"), "set sensitivity or threshold, not both"},
+		{"sensitivity high", motionEdit("sensitivity: 101"), "motion.sensitivity: 101 is not within 1-100"},
+		{"sensitivity negative", motionEdit("sensitivity: -1"), "motion.sensitivity"},
+		{"sensitivity text", motionEdit("sensitivity: high"), "cannot unmarshal"},
+		{"threshold high", motionEdit("threshold: 300"), "motion.threshold: 300 is not within 1-255"},
+		{"min area above 1", motionEdit("min_area: 5"), "motion.min_area: 5 is not within (0, 1]"},
+		{"min area nan", motionEdit("min_area: .nan"), "motion.min_area: NaN"},
+		{"min blob negative", motionEdit("min_blob: -4"), "motion.min_blob: -4"},
+		{"mask of two points", motionEdit("masks: [[[0, 0], [10, 10]]]"), "motion.masks[0]: 2 points, want 3-256"},
+		{"mask point of three numbers", motionEdit("masks: [[[0, 0, 1], [10, 10], [0, 10]]]"), "motion.masks[0][0]: want [x, y], got 3 numbers"},
+		{"mask point negative", motionEdit("masks: [[[0, 0], [10, -1], [0, 10]]]"), "motion.masks[0][1]: coordinate -1 is not within 0-65536 pixels"},
+		{"mask point infinite", motionEdit("masks: [[[0, 0], [.inf, 1], [0, 10]]]"), "coordinate +Inf"},
+		{"mask not a list", motionEdit("masks: {a: 1}"), "cannot unmarshal"},
+		{"masks with compressed", motionEdit("detector: compressed\n      masks: [[[0, 0], [10, 0], [0, 10]]]"), "motion.masks: the compressed detector cannot apply masks"},
+		{"detect fps negative", func(s string) string {
+			return strings.Replace(s, "    mode: continuous", "    mode: continuous\n    detect_fps: -2", 1)
+		}, "detect_fps: -2 is not within 0-120"},
+		{"detect fps huge", func(s string) string {
+			return strings.Replace(s, "    mode: continuous", "    mode: continuous\n    detect_fps: 1000", 1)
+		}, "detect_fps: 1000"},
 		{"no cameras", func(s string) string {
 			return "district: north\ndata_dir: /x\nstorage:\n  fs:\n    path: /y\n"
 		}, "at least one camera"},
@@ -249,5 +276,61 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg, again) {
 		t.Fatalf("round trip changed the config:\n%+v\n%+v", cfg, again)
+	}
+}
+
+// motionEdit adds lines to the lobby camera's motion section.
+func motionEdit(lines string) func(string) string {
+	return func(s string) string {
+		return strings.Replace(s, "    mode: continuous", "    mode: continuous\n    motion:\n      "+lines, 1)
+	}
+}
+
+// The motion settings reach the detector's configuration: masks in pixels
+// of the detect stream, the detect rate, sensitivity or threshold.
+func TestMotionConfig(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(validYAML, "    detect_url: rtsp://user:hunter2pw@10.0.0.5:554/stream2\n",
+		`    detect_url: rtsp://user:hunter2pw@10.0.0.5:554/stream2
+    detect_fps: 5
+    motion:
+      detector: pixel
+      threshold: 18
+      min_area: 0.01
+      min_blob: 150
+      masks:
+        - [[0, 0], [320, 0], [320, 40.5], [0, 40]]
+        - [[600, 300], [640, 300], [640, 360]]
+`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Cameras[0].MotionConfig()
+	want := motion.Config{
+		Name: "gate", Detector: motion.KindPixel, Threshold: 18, MinArea: 0.01, MinBlob: 150, FPS: 5,
+		Masks: [][]motion.MaskPoint{{{X: 0, Y: 0}, {X: 320, Y: 0}, {X: 320, Y: 40.5}, {X: 0, Y: 40}}, {{X: 600, Y: 300}, {X: 640, Y: 300}, {X: 640, Y: 360}}},
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %+v\nwant %+v", m, want)
+	}
+	m.OnFrame = func(time.Time, float64, bool) {}
+	if err := m.CheckAndSetDefaults(); err != nil {
+		t.Fatalf("the detector refuses what the config accepted: %v", err)
+	}
+	// What is written back reads the same.
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(data)
+	if err != nil {
+		t.Fatalf("marshalled config does not parse: %v\n%s", err, data)
+	}
+	if !reflect.DeepEqual(again.Cameras, cfg.Cameras) {
+		t.Fatalf("round trip changed the cameras:\n%+v\n%+v", again.Cameras, cfg.Cameras)
+	}
+	// Sensitivity alone is the default knob.
+	lobby := cfg.Cameras[1].MotionConfig()
+	if lobby.Detector != motion.DefaultKind || lobby.Sensitivity != motion.DefaultSensitivity || lobby.Threshold != 0 {
+		t.Errorf("lobby %+v", lobby)
 	}
 }

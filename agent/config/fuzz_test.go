@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("cameras:\n  - id: x\n    url: rtsp://h/\nstorage: {s3: {endpoint: h:1, bucket: b, access_key: a, secret_key: s}}\n"))
 	f.Add([]byte("{{{{"))
 	f.Add([]byte("retention: 99999999999999d"))
+	f.Add([]byte(strings.Replace(validYAML, "    mode: continuous", "    mode: continuous\n    detect_fps: 2.5\n    motion: {detector: pixel, sensitivity: 70, min_blob: 30, masks: [[[0, 0], [9, 0], [9, 9]]]}", 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data)
 		if err != nil {
@@ -31,6 +32,12 @@ func FuzzParse(f *testing.F) {
 			}
 			if c.Mode != ModeMotion && c.Mode != ModeContinuous {
 				t.Fatalf("accepted mode %q", c.Mode)
+			}
+			// Whatever motion settings are accepted, the detector takes.
+			m := c.MotionConfig()
+			m.OnFrame = func(time.Time, float64, bool) {}
+			if err := m.CheckAndSetDefaults(); err != nil {
+				t.Fatalf("camera %s: accepted motion settings the detector refuses: %v", c.ID, err)
 			}
 		}
 		if (cfg.Storage.FS == nil) == (cfg.Storage.S3 == nil) {

@@ -3,6 +3,7 @@ package motion
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // Analysis frame size: small gray frames are enough to see a person move and
@@ -29,13 +30,21 @@ const (
 	// (which the background follows) by under 10 levels.
 	lightingJump = 20
 	contrastJump = 1.25
-	// settleFrames is how many frames after a global change the background
-	// is re-learnt fast and nothing is reported, while the exposure
-	// recovers.
-	settleFrames = 25
+	// settleTime is how long after a global change the background is
+	// re-learnt fast and nothing is reported, while the exposure recovers.
+	settleTime = time.Second
+	// Learning rates per frame at the nominal frame interval (see
+	// rateFor): while settling, of still pixels, of changed pixels. 0.05
+	// forgets the old background within about a second; 0.01 keeps a
+	// person who stands still for a few seconds.
 	settleRate   = 0.3
+	stillRate    = 0.05
+	changedRate  = 0.01
+	maxStillRate = 0.5
 	// DefaultPersist is how many consecutive analysed frames must show a
 	// moving blob before motion is reported (3 frames = 0.12 s at 25 fps).
+	// At lower frame rates the same span of time is required, and at
+	// least two frames (see PixelAnalyzer.Persist).
 	DefaultPersist = 3
 	// maxShift is the largest camera shake, in analysis pixels, that is
 	// compensated by shifting the background.
@@ -44,6 +53,16 @@ const (
 	// picture's texture, not every pixel of it.
 	shiftStride = 4
 )
+
+// NominalInterval is the frame interval the per-frame constants above are
+// stated for (25 fps). Frames further apart learn more per frame, so that
+// the background and the confirmation of motion follow time, not frame
+// counts: a 5 fps detect stream or keyframes alone behave like 25 fps.
+const NominalInterval = 40 * time.Millisecond
+
+// maxInterval caps the time one frame accounts for: after a longer gap
+// (a decoder restart) the background is simply re-learnt.
+const maxInterval = time.Minute
 
 // DefaultMinBlob returns the default least connected-component area, in
 // pixels of a w×h analysis frame, of a moving object: about a distant
@@ -66,8 +85,15 @@ type PixelAnalyzer struct {
 	// MinBlob is the least area, in analysis pixels, of one connected blob
 	// of changed pixels that is motion on its own; smaller blobs are noise.
 	MinBlob int
-	// Persist is how many consecutive frames must show motion before it is
-	// reported.
+	// Sparse says the frames are samples seconds apart (keyframes alone),
+	// each standing for the time since the last: changed pixels too learn
+	// in proportion to that time, so that a car parked since the last
+	// sample is absorbed as quickly (in time) as at the full frame rate.
+	Sparse bool
+	// Persist is how many consecutive frames, NominalInterval apart, must
+	// show motion before it is reported. Frames further apart need to span
+	// the same time ((Persist-1) intervals), and at least two of them: one
+	// changed frame alone is a flash or a decoding glitch.
 	Persist int
 
 	w, h    int
@@ -81,7 +107,12 @@ type PixelAnalyzer struct {
 	stack   []int32
 
 	streak int
-	settle int
+	span   time.Duration // from the first frame of the streak
+	settle time.Duration // settling time left
+	// candidate is whether the last frame showed a moving blob, confirmed
+	// or not; largest is the area of its largest blob.
+	candidate bool
+	largest   int
 }
 
 // NewPixelAnalyzer makes an analyzer for frames of w×h gray pixels.
@@ -157,12 +188,42 @@ func insidePolygon(p []MaskPoint, x, y float64) bool {
 	return in
 }
 
-// Analyze takes the next frame (w×h bytes, row-major) and returns the
-// fraction of changed pixels and whether that is motion.
+// Analyze takes the next frame (w×h bytes, row-major), NominalInterval
+// after the previous one, and returns the fraction of changed pixels and
+// whether that is motion.
 func (a *PixelAnalyzer) Analyze(frame []byte) (score float64, moving bool) {
+	return a.AnalyzeAfter(frame, NominalInterval)
+}
+
+// Candidate reports whether the last frame analysed showed a moving blob,
+// whether or not it has persisted long enough to be motion: a reason to
+// look at the frames that follow.
+func (a *PixelAnalyzer) Candidate() bool { return a.candidate }
+
+// Hint reports whether the last frame analysed showed a candidate, or a
+// blob of at least half the least blob: a frame compared with a background
+// learnt from frames seconds apart (keyframes alone) is noisier, and a
+// small object may show only in part.
+func (a *PixelAnalyzer) Hint() bool {
+	return a.candidate || a.largest >= max(1, max(1, a.MinBlob)/2)
+}
+
+// rateFor turns a learning rate per NominalInterval into the rate for a
+// frame dt after the previous one.
+func rateFor(rate float64, dt time.Duration) float32 {
+	if dt == NominalInterval {
+		return float32(rate)
+	}
+	return float32(1 - math.Pow(1-rate, float64(dt)/float64(NominalInterval)))
+}
+
+// AnalyzeAfter is Analyze for a frame dt after the previous one analysed.
+func (a *PixelAnalyzer) AnalyzeAfter(frame []byte, dt time.Duration) (score float64, moving bool) {
+	a.candidate, a.largest = false, 0
 	if len(frame) != a.w*a.h {
 		return 0, false
 	}
+	dt = min(max(dt, 0), maxInterval)
 	boxBlur(a.blurred, frame, a.w, a.h)
 	if a.bg == nil {
 		a.bg = make([]float32, len(frame))
@@ -185,18 +246,19 @@ func (a *PixelAnalyzer) Analyze(frame []byte) (score float64, moving bool) {
 		// Lighting changed: adopt the new picture as background at once and
 		// keep re-learning fast while the exposure settles.
 		a.learn(1)
-		a.settle, a.streak = settleFrames, 0
+		a.settle, a.streak = settleTime, 0
 		return score, false
 	}
 	if a.settle > 0 {
-		a.settle--
-		a.learn(settleRate)
+		a.settle -= dt
+		a.learn(rateFor(settleRate, dt))
 		a.streak = 0
 		return score, false
 	}
 	minBlob := max(1, a.MinBlob)
+	hintBlob := max(1, minBlob/2)
 	dx, dy := 0, 0
-	if count >= minBlob {
+	if count >= hintBlob {
 		// Something changed: take camera shake and sub-pixel jitter out
 		// before deciding, by comparing each pixel with the best-matching
 		// background pixel near its (shake-corrected) place.
@@ -204,22 +266,38 @@ func (a *PixelAnalyzer) Analyze(frame []byte) (score float64, moving bool) {
 		count = a.tolerantMask(lut, thr, dx, dy)
 	}
 	largest := 0
-	if count >= minBlob {
+	if count >= hintBlob {
 		largest = a.blobs()
 	}
 	// Motion is one compact object of MinBlob pixels, or (rain, snow or
 	// anything else broken into specks) MinArea of the picture changed.
 	score = float64(count) / float64(a.active)
-	candidate := largest >= minBlob || score >= a.MinArea
-	if candidate {
+	a.largest = largest
+	a.candidate = largest >= minBlob || score >= a.MinArea
+	switch {
+	case !a.candidate:
+		a.streak, a.span = 0, 0
+	case a.streak == 0:
+		a.streak, a.span = 1, 0
+	default:
 		a.streak++
-	} else {
-		a.streak = 0
+		a.span += dt
 	}
 	if dx == 0 && dy == 0 {
-		a.update()
+		a.update(dt)
 	}
-	return score, a.streak >= max(1, a.Persist)
+	return score, a.persisted()
+}
+
+// persisted reports whether the current streak of candidate frames is
+// motion: Persist frames, or fewer (at least two) spanning as long as
+// Persist frames at the nominal rate.
+func (a *PixelAnalyzer) persisted() bool {
+	need := max(1, a.Persist)
+	if a.streak >= need {
+		return true
+	}
+	return a.streak >= min(2, need) && a.span >= time.Duration(need-1)*NominalInterval
 }
 
 // normalise returns a table mapping the blurred frame's gray levels to the
@@ -394,15 +472,52 @@ func (a *PixelAnalyzer) blobs() (largest int) {
 
 // update learns the background slowly, more slowly where something
 // changed, so a person standing still is not absorbed within a second.
-func (a *PixelAnalyzer) update() {
+//
+// Only still pixels learn in proportion to the time since the last frame
+// (up to maxStillRate, so that the background keeps averaging a few frames'
+// noise when frames are seconds apart). A changed pixel learns at most one
+// nominal frame's worth: the frame says something is there now, not that
+// it was there all the time since the last one, and an object that has just
+// appeared must not be half absorbed before the next frame is compared.
+func (a *PixelAnalyzer) update(dt time.Duration) {
+	still, changed := min(maxStillRate, rateFor(stillRate, dt)), rateFor(changedRate, min(dt, NominalInterval))
+	if a.Sparse {
+		changed = rateFor(changedRate, dt)
+	}
 	for i, v := range a.blurred {
 		d := float32(v) - a.bg[i]
-		rate := float32(0.05)
+		rate := still
 		if a.changed[i] {
-			rate = 0.01
+			rate = changed
 		}
 		a.bg[i] += d * rate
 	}
+}
+
+// Background is a copy of an analyzer's background, to be adopted by
+// another one of the same size.
+type Background struct {
+	bg     []float32
+	settle time.Duration
+}
+
+// Background returns a copy of the background (empty before the first
+// frame).
+func (a *PixelAnalyzer) Background() Background {
+	if a.bg == nil {
+		return Background{}
+	}
+	return Background{bg: append([]float32(nil), a.bg...), settle: a.settle}
+}
+
+// Adopt takes a background (one that kept learning while this analyzer
+// did not look) and forgets any streak. An empty one is ignored.
+func (a *PixelAnalyzer) Adopt(b Background) {
+	if len(b.bg) != a.w*a.h {
+		return
+	}
+	a.bg = append(a.bg[:0], b.bg...)
+	a.streak, a.span, a.settle, a.candidate, a.largest = 0, 0, b.settle, false, 0
 }
 
 func (a *PixelAnalyzer) learn(rate float32) {

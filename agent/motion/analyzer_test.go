@@ -67,7 +67,7 @@ func TestAnalyzer(t *testing.T) {
 	}
 	// Lights on: the whole picture brightens. Not motion, nor while the
 	// background settles.
-	for i := range settleFrames + 5 {
+	for i := range int(settleTime/NominalInterval) + 5 {
 		if _, moving := a.Analyze(noisy(200, nil, 0)()); moving {
 			t.Fatalf("illumination change seen as motion (frame %d after)", i)
 		}

@@ -18,7 +18,7 @@ func feedClip(t *testing.T, clip *camerasim.Clip, loops int) []time.Duration {
 	var mu sync.Mutex
 	var hits []time.Duration
 	epoch := time.Now()
-	det, err := NewPixel(PixelConfig{
+	det, err := NewPixel(Config{
 		Name: clip.Name, Threshold: 25, MinArea: 0.005,
 		OnFrame: func(at time.Time, _ float64, moving bool) {
 			if !moving {
@@ -46,7 +46,7 @@ func feedClip(t *testing.T, clip *camerasim.Clip, loops int) []time.Duration {
 			}
 			au := &media.AccessUnit{NALUs: nalus, Keyframe: u.Key, Params: params, Received: epoch.Add(base + u.DTS)}
 			// Feed never blocks: pace it so the queue does not overflow.
-			for det.proc != nil && len(det.proc.queue) > queueDepth/2 {
+			for det.proc != nil && det.proc.backlog() > queueDepth/2 {
 				time.Sleep(time.Millisecond)
 			}
 			det.Feed(au)
@@ -59,13 +59,8 @@ func feedClip(t *testing.T, clip *camerasim.Clip, loops int) []time.Duration {
 		det.mu.Lock()
 		p := det.proc
 		det.mu.Unlock()
-		if p != nil && len(p.queue) == 0 {
-			p.mu.Lock()
-			left := len(p.times)
-			p.mu.Unlock()
-			if left <= 8 {
-				break
-			}
+		if p != nil && p.backlog() == 0 && p.pending() <= 8 {
+			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -118,7 +113,7 @@ func TestPixelDetectorOnClips(t *testing.T) {
 }
 
 func TestPixelDetectorMissingFFmpeg(t *testing.T) {
-	det, err := NewPixel(PixelConfig{Name: "x", Threshold: 25, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}, FFmpeg: "/nonexistent/ffmpeg"})
+	det, err := NewPixel(Config{Name: "x", Threshold: 25, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}, FFmpeg: "/nonexistent/ffmpeg"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +134,10 @@ func TestPixelDetectorMissingFFmpeg(t *testing.T) {
 }
 
 func TestPixelDetectorRejectsBadSettings(t *testing.T) {
-	for _, cfg := range []PixelConfig{
-		{Threshold: 0, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}},
+	for _, cfg := range []Config{
+		{Threshold: -1, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}},
 		{Threshold: 300, MinArea: 0.01, OnFrame: func(time.Time, float64, bool) {}},
-		{Threshold: 25, MinArea: 0, OnFrame: func(time.Time, float64, bool) {}},
+		{Threshold: 25, MinArea: -0.1, OnFrame: func(time.Time, float64, bool) {}},
 		{Threshold: 25, MinArea: 1.5, OnFrame: func(time.Time, float64, bool) {}},
 		{Threshold: 25, MinArea: 0.01},
 	} {
@@ -155,7 +150,7 @@ func TestPixelDetectorRejectsBadSettings(t *testing.T) {
 // A decoder replaced on purpose (the stream's parameters changed) must not
 // leave the detector marked broken once its successor works.
 func TestPixelDetectorRestartStaysHealthy(t *testing.T) {
-	det, err := NewPixel(PixelConfig{Name: "switch", Threshold: 25, MinArea: 0.005, OnFrame: func(time.Time, float64, bool) {}, RestartDelay: time.Millisecond})
+	det, err := NewPixel(Config{Name: "switch", Threshold: 25, MinArea: 0.005, OnFrame: func(time.Time, float64, bool) {}, RestartDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +160,7 @@ func TestPixelDetectorRestartStaysHealthy(t *testing.T) {
 		for _, au := range agenttest.Units(t, clip, 1, time.Now())[:100] {
 			for {
 				det.mu.Lock()
-				busy := det.proc != nil && len(det.proc.queue) > queueDepth/2
+				busy := det.proc != nil && det.proc.backlog() > queueDepth/2
 				det.mu.Unlock()
 				if !busy {
 					break

@@ -136,6 +136,13 @@ func printMotionEval(w io.Writer, rep *eval.Report) error {
 		fmt.Fprintf(w, "CPU: this process and its ffmpeg children, %.2f CPU-s measured, less one detector start per clip (CPU-s: %s)\n",
 			rep.CPUSecondsMeasured, strings.Join(starts, ", "))
 	}
+	if len(rep.CPUBySize) > 1 {
+		var sizes []string
+		for _, c := range rep.CPUBySize {
+			sizes = append(sizes, fmt.Sprintf("%dx%d %.1f", c.Width, c.Height, c.CPUSecondsPerCameraHour))
+		}
+		fmt.Fprintf(w, "CPU-s per camera-hour by picture size: %s\n", strings.Join(sizes, ", "))
+	}
 	if !rep.MasksApplied {
 		fmt.Fprintf(w, "masks not applied: detector %s does not support them; false alarms may come from masked zones\n", rep.Detector)
 	}

@@ -52,7 +52,7 @@ func TestMotionEvalJSON(t *testing.T) {
 			t.Errorf("no top-level key %q", k)
 		}
 	}
-	if rep["recall"] != 1.0 || rep["precision"] != 1.0 || rep["detector"] != "pixel" {
+	if rep["recall"] != 1.0 || rep["precision"] != 1.0 || rep["detector"] != eval.DefaultDetector {
 		t.Errorf("walk-h265: recall %v precision %v detector %v", rep["recall"], rep["precision"], rep["detector"])
 	}
 	if cpu, _ := rep["cpu_seconds_per_camera_hour"].(float64); cpu <= 0 {
@@ -90,6 +90,7 @@ func TestMotionEvalTable(t *testing.T) {
 		MedianTimeToDetectSeconds: &ttd, CPUSecondsPerCameraHour: 30, Events: 2, Detected: 1, IntervalCount: 1, Hits: 1,
 		DurationSeconds: 1060, CPUSeconds: 8.83, CPUSecondsMeasured: 9.2,
 		DetectorStarts: []eval.DetectorStart{{Codec: "h264", Width: 640, Height: 360, CPUSeconds: 0.2}},
+		CPUBySize:      []eval.SizeCPU{{Width: 640, Height: 360, CPUSecondsPerCameraHour: 24.25}, {Width: 1920, Height: 1080, CPUSecondsPerCameraHour: 150}},
 		Clips: []eval.ClipResult{
 			{Name: "still", Width: 640, Height: 360, DurationSeconds: 1000, FalseAlarmsPerHour: &fa, FalseAlarms: 1, Masks: 2, CPUSeconds: 8.33, CPUSecondsPerCameraHour: 30},
 			{Name: "walk", Width: 640, Height: 360, DurationSeconds: 60, Events: 2, Detected: 1, Recall: &half, Precision: &one,
@@ -115,7 +116,8 @@ func TestMotionEvalTable(t *testing.T) {
 			t.Errorf("line %d:\n got %q\nwant %q", i+1, got, want)
 		}
 	}
-	for _, want := range []string{"detector pixel", "9.20 CPU-s measured", "h264 640x360 0.20", "masks not applied"} {
+	for _, want := range []string{"detector pixel", "9.20 CPU-s measured", "h264 640x360 0.20", "masks not applied",
+		"CPU-s per camera-hour by picture size: 640x360 24.2, 1920x1080 150.0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in\n%s", want, out.String())
 		}
@@ -154,7 +156,7 @@ func TestMotionEvalErrors(t *testing.T) {
 		{"clip without ground truth", []string{dirWith(map[string]string{"cam.mp4": "@video"})}, "cam.mp4: no ground truth cam.json"},
 		{"malformed ground truth", []string{dirWith(map[string]string{"cam.mp4": "@video", "cam.json": `{"events":[{"start":1,"end":`})}, "cam.json: not a ground truth object"},
 		{"event outside the clip", []string{dirWith(map[string]string{"cam.mp4": "@video", "cam.json": `{"events":[{"start":15,"end":25}]}`})}, "cam.json"},
-		{"unknown detector", []string{good, "--detector", "magic"}, `--detector: unknown detector "magic" (known: pixel)`},
+		{"unknown detector", []string{good, "--detector", "magic"}, `--detector: unknown detector "magic" (known: compressed, hybrid, pixel)`},
 		{"bad output", []string{good, "-o", "xml"}, "want table or json"},
 		{"negative merge gap", []string{good, "--merge-gap", "-1s"}, "--merge-gap -1s is negative"},
 	} {

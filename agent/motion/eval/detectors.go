@@ -9,13 +9,6 @@ import (
 	"github.com/vigil-cctv/vigil/agent/motion"
 )
 
-// The agent's default settings of the pixel detector (agent/config: motion
-// threshold and min_area), which the evaluation scores.
-const (
-	DefaultPixelThreshold = 25
-	DefaultPixelMinArea   = 0.005
-)
-
 // DetectorConfig is what a detector is made with for one clip.
 type DetectorConfig struct {
 	// Clip names the clip in logs.
@@ -44,33 +37,59 @@ type DetectorSpec struct {
 	New func(DetectorConfig) (motion.Detector, error)
 }
 
-// registry lists the detectors by name. A new detector (the compressed-
-// domain one, or the pixel one with masks) is one entry here.
-var registry = []DetectorSpec{
-	{
-		Name: "pixel",
-		Description: fmt.Sprintf("ffmpeg decode to %dx%d gray, normalised running-average background, blobs of %d+ px confirmed over %d frames (threshold %d, min area %g), masks",
-			motion.FrameWidth, motion.FrameHeight, motion.DefaultMinBlob(motion.FrameWidth, motion.FrameHeight), motion.DefaultPersist,
-			DefaultPixelThreshold, DefaultPixelMinArea),
-		Masks: true,
-		New: func(c DetectorConfig) (motion.Detector, error) {
-			masks := make([][]motion.MaskPoint, len(c.Masks))
+// AgentConfig is the detector configuration the agent uses for a camera
+// whose config says nothing about motion: every setting at its default.
+// The evaluation scores exactly that.
+func AgentConfig(kind motion.Kind) motion.Config {
+	return motion.Config{Detector: kind}
+}
+
+// newAgentDetector makes the agent's detector of the given kind for a clip,
+// with the clip's masks unless the detector cannot apply them.
+func newAgentDetector(kind motion.Kind, masks bool) func(DetectorConfig) (motion.Detector, error) {
+	return func(c DetectorConfig) (motion.Detector, error) {
+		cfg := AgentConfig(kind)
+		cfg.Name, cfg.OnFrame, cfg.FFmpeg, cfg.Logger = c.Clip, c.OnFrame, c.FFmpeg, c.Logger
+		if masks && len(c.Masks) > 0 {
+			cfg.MaskWidth, cfg.MaskHeight = c.Width, c.Height
+			cfg.Masks = make([][]motion.MaskPoint, len(c.Masks))
 			for i, poly := range c.Masks {
 				for _, p := range poly {
-					masks[i] = append(masks[i], motion.MaskPoint{X: p.X, Y: p.Y})
+					cfg.Masks[i] = append(cfg.Masks[i], motion.MaskPoint{X: p.X, Y: p.Y})
 				}
 			}
-			return motion.NewPixel(motion.PixelConfig{
-				Name: c.Clip, Threshold: DefaultPixelThreshold, MinArea: DefaultPixelMinArea,
-				Masks: masks, MaskWidth: c.Width, MaskHeight: c.Height,
-				OnFrame: c.OnFrame, FFmpeg: c.FFmpeg, Logger: c.Logger,
-			})
-		},
+		}
+		return motion.New(cfg)
+	}
+}
+
+// registry lists the detectors by name.
+var registry = []DetectorSpec{
+	{
+		Name: string(motion.KindPixel),
+		Description: fmt.Sprintf("ffmpeg decodes every frame to %dx%d gray; normalised running-average background, blobs of %d+ px confirmed over %d frames (threshold %d, min area %g), masks",
+			motion.FrameWidth, motion.FrameHeight, motion.DefaultMinBlob(motion.FrameWidth, motion.FrameHeight), motion.DefaultPersist,
+			motion.ThresholdFor(motion.DefaultSensitivity), motion.DefaultMinArea),
+		Masks: true,
+		New:   newAgentDetector(motion.KindPixel, true),
+	},
+	{
+		Name:        string(motion.KindHybrid),
+		Description: "the pixel analysis on keyframes only; a GOP in full when its keyframe or the next shows a blob, its frame sizes double, or motion was confirmed within 1 s; masks",
+		Masks:       true,
+		New:         newAgentDetector(motion.KindHybrid, true),
+	},
+	{
+		Name:        string(motion.KindCompressed),
+		Description: "no decoding: predicted frames' coded size (normalised by the quantiser) persistently above a running baseline per GOP position; no masks",
+		Masks:       false,
+		New:         newAgentDetector(motion.KindCompressed, false),
 	},
 }
 
-// DefaultDetector is the detector scored when none is named.
-const DefaultDetector = "pixel"
+// DefaultDetector is the detector scored when none is named: the agent's
+// default.
+const DefaultDetector = string(motion.DefaultKind)
 
 // Detectors returns the registered detectors, sorted by name.
 func Detectors() []DetectorSpec {

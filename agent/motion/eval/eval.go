@@ -147,7 +147,10 @@ type Report struct {
 	CPUSecondsMeasured float64 `json:"cpu_seconds_measured"`
 	// DetectorStarts is the CPU cost of a detector start, per format.
 	DetectorStarts []DetectorStart `json:"detector_starts"`
-	WallSeconds    float64         `json:"wall_seconds"`
+	// CPUBySize splits the CPU time by picture size: the cost of decoding
+	// grows with it.
+	CPUBySize   []SizeCPU `json:"cpu_by_size"`
+	WallSeconds float64   `json:"wall_seconds"`
 	// MasksApplied is false when some clip has masks the detector did not
 	// apply: its false alarms may come from inside a mask.
 	MasksApplied bool `json:"masks_applied"`
@@ -166,6 +169,15 @@ type DetectorStart struct {
 	Width      int     `json:"width"`
 	Height     int     `json:"height"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
+// SizeCPU is the CPU time of the clips of one picture size.
+type SizeCPU struct {
+	Width                   int     `json:"width"`
+	Height                  int     `json:"height"`
+	DurationSeconds         float64 `json:"duration_seconds"`
+	CPUSeconds              float64 `json:"cpu_seconds"`
+	CPUSecondsPerCameraHour float64 `json:"cpu_seconds_per_camera_hour"`
 }
 
 // ClipResult is one clip's evaluation.
@@ -266,6 +278,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	var cpu, cpuMeasured time.Duration
+	type sizeKey struct{ w, h int }
+	type sizeSum struct{ cpu, video time.Duration }
+	bySize := map[sizeKey]*sizeSum{}
+	var sizes []sizeKey
 	for _, f := range files {
 		res, err := runClip(ctx, cfg, spec, f, startCosts[f.format])
 		if err != nil {
@@ -275,6 +291,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Score = rep.Score.Add(res.Score)
 		cpu += res.cpu
 		cpuMeasured += res.cpuMeasured
+		k := sizeKey{res.Width, res.Height}
+		if bySize[k] == nil {
+			bySize[k] = &sizeSum{}
+			sizes = append(sizes, k)
+		}
+		bySize[k].cpu += res.cpu
+		bySize[k].video += res.Score.Duration
 		rep.MasksApplied = rep.MasksApplied && res.MasksApplied
 		if cfg.OnClip != nil {
 			cfg.OnClip(res)
@@ -286,6 +309,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.DurationSeconds, rep.StillSeconds = secs(s.Duration), secs(s.Still)
 	rep.CPUSeconds, rep.CPUSecondsMeasured = secs(cpu), secs(cpuMeasured)
 	rep.CPUSecondsPerCameraHour = perHour(cpu, s.Duration)
+	slices.SortFunc(sizes, func(a, b sizeKey) int { return a.w*a.h - b.w*b.h })
+	rep.CPUBySize = []SizeCPU{}
+	for _, k := range sizes {
+		sum := bySize[k]
+		rep.CPUBySize = append(rep.CPUBySize, SizeCPU{Width: k.w, Height: k.h, DurationSeconds: secs(sum.video),
+			CPUSeconds: secs(sum.cpu), CPUSecondsPerCameraHour: perHour(sum.cpu, sum.video)})
+	}
 	rep.WallSeconds = secs(time.Since(start))
 	return rep, nil
 }

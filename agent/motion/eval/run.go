@@ -16,7 +16,8 @@ import (
 
 // feedWindow is how many units may be fed ahead of the last frame the
 // detector judged: enough to keep ffmpeg busy, well under the pixel
-// detector's queue (100), which drops units when full.
+// detector's queue (100), which drops units when full. A detector whose
+// verdicts trail by more (motion.Lagging) gets its own allowance.
 const feedWindow = 32
 
 // flushUnits bounds the units fed after the clip's last one, taken from its
@@ -130,8 +131,12 @@ func (s *session) wait(cond func() bool, quiet time.Duration, mustHold bool) (bo
 // run feeds the whole clip, as fast as the detector judges it, then flushes
 // the decoder until the clip's last frame is judged.
 func (s *session) run() error {
+	window := feedWindow
+	if l, ok := s.det.(motion.Lagging); ok {
+		window = max(window, l.MaxLag())
+	}
 	for i := range s.nClip {
-		if _, err := s.wait(func() bool { return i-s.judged < feedWindow }, s.cfg.StallTimeout, true); err != nil {
+		if _, err := s.wait(func() bool { return i-s.judged < window }, s.cfg.StallTimeout, true); err != nil {
 			return err
 		}
 		s.det.Feed(s.units[i])
