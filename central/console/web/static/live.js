@@ -271,7 +271,10 @@ class LiveTile {
       case 'live':
         this.backoff = 1000;
         this.checkedSession = false;
-        this.setStatus('live', 'live', msg);
+        this.setStatus('live', 'live', msg === 'live' ? '' : msg);
+        break;
+      case 'stalled':
+        this.setStatus('stalled', 'no picture', msg || 'the camera sends nothing');
         break;
       case 'reconnecting':
         this.setStatus('reconnecting', 'reconnecting…', msg || 'the district is away; waiting for it');
