@@ -237,3 +237,72 @@ func TestLogoutEndsLiveViewsAtOnce(t *testing.T) {
 		return false
 	})
 }
+
+// TestRecordingOpenedByItsHold: a judicial hold that covers a recording
+// justifies opening it (recorded with the hold); one that does not, or an
+// id that is no hold, is refused and recorded as such.
+func TestRecordingOpenedByItsHold(t *testing.T) {
+	e := startEnv(t, clipsNamed(t, "walk"), 2)
+	seg := e.firstSegment("cam1")
+	officer := e.client()
+	ocsrf := e.apiLogin(officer, "otto")
+	place := func(camera string) string {
+		t.Helper()
+		body := fmt.Sprintf(`{"cameras":[%q],"from":%q,"to":%q,"authority":"Procura di Milano","case_ref":"RGNR 77/2026","reason":"preserve the entrance"}`,
+			district+"/"+camera, time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+		req, _ := http.NewRequest(http.MethodPost, e.console+"api/ops/PlaceHold", strings.NewReader(body))
+		req.Header.Set("X-CSRF-Token", ocsrf)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := officer.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Hold struct {
+				ID string `json:"id"`
+			} `json:"hold"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Hold.ID == "" {
+			t.Fatalf("place hold: %d %v", resp.StatusCode, err)
+		}
+		return out.Hold.ID
+	}
+	covering, other := place("cam1"), place("cam2")
+
+	c := e.client()
+	csrf := e.apiLogin(c, "olga")
+	open := func(hold string) (int, string) {
+		body, _ := json.Marshal(map[string]string{"id": seg.GetId(), "camera": district + "/cam1", "hold": hold})
+		req, _ := http.NewRequest(http.MethodPost, e.console+"api/recordings/open", bytes.NewReader(body))
+		req.Header.Set("X-CSRF-Token", csrf)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, bad := range []string{other, "h-000000000000", "not a hold id"} {
+		if code, body := open(bad); code != http.StatusBadRequest {
+			t.Errorf("opening with hold %q: %d %s", bad, code, body)
+		}
+	}
+	if code, body := open(covering); code != http.StatusOK || !strings.Contains(body, "/api/play/") {
+		t.Fatalf("opening with the covering hold: %d %s", code, body)
+	}
+	var ok, denied int
+	for _, r := range e.records(actions.RecordingView) {
+		switch {
+		case r.Outcome == audit.OutcomeOK && r.Target.Hold == covering && strings.Contains(r.Detail, covering):
+			ok++
+		case r.Outcome == audit.OutcomeDenied:
+			denied++
+		}
+	}
+	if ok != 1 || denied != 3 {
+		t.Errorf("recording.view records: %d allowed with the hold, %d denied; want 1 and 3", ok, denied)
+	}
+}
