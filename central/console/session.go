@@ -282,13 +282,7 @@ func (c *Console) handleOps(w http.ResponseWriter, r *http.Request) {
 		// rather than at the next check.
 		c.recheckViews()
 	}
-	out, err := protoOut.Marshal(resp)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(out)
+	writeProto(w, resp)
 }
 
 // newRequest makes an empty request message of an Ops method.
@@ -388,7 +382,12 @@ func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, err)
 		return
 	}
-	out, err := protoOut.Marshal(resp)
+	writeProto(w, resp)
+}
+
+// writeProto answers a message as JSON (protojson, the .proto's names).
+func writeProto(w http.ResponseWriter, m proto.Message) {
+	out, err := protoOut.Marshal(m)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return

@@ -172,25 +172,38 @@ func handOver[S any](w *streamWaiter, ch chan S, s S) error {
 
 // Relay serves the stream an agent opens for OpenRelay.
 func (r *Registry) Relay(stream agentv1.Link_RelayServer) error {
-	district, err := r.cfg.District(stream.Context())
+	return r.accept(stream.Context(),
+		func() (string, error) { f, err := stream.Recv(); return f.GetRelayId(), err },
+		func(w *streamWaiter) (<-chan struct{}, error) {
+			s := &RelayStream{stream: stream, done: make(chan struct{})}
+			return s.done, handOver(w, w.relay, s)
+		})
+}
+
+// accept serves a stream an agent opened on request: it checks the agent's
+// district, finds what central waits for by the id of the stream's first
+// message, hands the stream over, and keeps the call open until the taker
+// closes it (done), the agent goes or central stops.
+func (r *Registry) accept(ctx context.Context, firstID func() (string, error), give func(*streamWaiter) (<-chan struct{}, error)) error {
+	district, err := r.cfg.District(ctx)
 	if err != nil {
 		return status.Errorf(codes.Unauthenticated, "agent certificate: %v", err)
 	}
-	first, err := stream.Recv()
+	id, err := firstID()
 	if err != nil {
 		return err
 	}
-	w, err := r.streams.take(first.GetRelayId(), district)
+	w, err := r.streams.take(id, district)
 	if err != nil {
 		return err
 	}
-	s := &RelayStream{stream: stream, done: make(chan struct{})}
-	if err := handOver(w, w.relay, s); err != nil {
+	done, err := give(w)
+	if err != nil {
 		return err
 	}
 	select {
-	case <-s.done:
-	case <-stream.Context().Done():
+	case <-done:
+	case <-ctx.Done():
 	case <-r.closing:
 	}
 	return nil
@@ -275,26 +288,10 @@ func (r *Registry) OpenFetch(ctx context.Context, district, segment string, offs
 
 // Fetch serves the stream an agent opens for OpenFetch.
 func (r *Registry) Fetch(stream agentv1.Link_FetchServer) error {
-	district, err := r.cfg.District(stream.Context())
-	if err != nil {
-		return status.Errorf(codes.Unauthenticated, "agent certificate: %v", err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return err
-	}
-	w, err := r.streams.take(first.GetFetchId(), district)
-	if err != nil {
-		return err
-	}
-	s := &FetchStream{stream: stream, done: make(chan struct{})}
-	if err := handOver(w, w.fetch, s); err != nil {
-		return err
-	}
-	select {
-	case <-s.done:
-	case <-stream.Context().Done():
-	case <-r.closing:
-	}
-	return nil
+	return r.accept(stream.Context(),
+		func() (string, error) { f, err := stream.Recv(); return f.GetFetchId(), err },
+		func(w *streamWaiter) (<-chan struct{}, error) {
+			s := &FetchStream{stream: stream, done: make(chan struct{})}
+			return s.done, handOver(w, w.fetch, s)
+		})
 }
